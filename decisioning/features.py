@@ -1,0 +1,192 @@
+"""Features of a customer at a moment, and of an action for that customer.
+
+One function for training and serving: ``customer_features(state, now)`` reads only the state,
+which holds only what happened before ``now``. Names here are also the behavioural fields a
+segment expression may use (``tenure_days < 90``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from decisioning.actions import Action, send_at, zone
+from decisioning.channels import CONSENT_CHANNELS, CONTACT_CHANNELS
+from decisioning.customer_view import CustomerState
+from decisioning.fatigue import DAY
+
+_CAP_DAYS = 365.0
+_CHANNELS = tuple(c.value for c in CONTACT_CHANNELS)
+_CONSENTS = tuple(c.value for c in CONSENT_CHANNELS)
+
+
+def _per_channel(prefix_names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(f"{ch}_{name}" for ch in _CHANNELS for name in prefix_names)
+
+
+#: behavioural features, in the order models see them
+BEHAVIOUR_FEATURES: tuple[str, ...] = (
+    "known",
+    "tenure_days",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "purchases_30d",
+    "days_since_event",
+    "activity",
+    "app_opens",
+    "web_visits",
+    "contacts_24h",
+    "contacts_7d",
+    "contacts_30d",
+    "pressure",
+    "ticket_open",
+    "complaints",
+    "unsubscribes",
+    "days_since_owned_contact",
+    "owned_unopened",
+    "preferred_hour",
+    "local_hour",
+    "weekday",
+    "spend",
+    *(f"consent_{c}" for c in _CONSENTS),
+    *_per_channel(
+        (
+            "contacts_24h",
+            "contacts_7d",
+            "contacts_30d",
+            "open_rate",
+            "click_rate",
+            "days_since_contact",
+            "days_since_open",
+        )
+    ),
+)
+
+#: features of an action for a customer (the action-dependent half of a bandit example)
+ACTION_FEATURES: tuple[str, ...] = (
+    "is_contact",
+    "send_delay_hours",
+    "send_hour",
+    "send_weekend",
+    "hour_affinity",
+    "channel_open_rate",
+    "channel_click_rate",
+    "channel_contacts_7d",
+    "channel_days_since_open",
+)
+
+
+def _days(now: float, then: float | None) -> float:
+    if then is None:
+        return _CAP_DAYS
+    return min(_CAP_DAYS, max(0.0, (now - then) / DAY))
+
+
+def _rate(hits: int, trials: int, prior: float = 0.1, strength: float = 2.0) -> float:
+    """A response rate shrunk towards ``prior`` when few messages were sent."""
+    return (hits + prior * strength) / (trials + strength)
+
+
+def customer_features(state: CustomerState, now: float) -> dict[str, float]:
+    """The behavioural features of ``state`` as seen at epoch time ``now``."""
+    day_ago, week_ago, month_ago = now - DAY, now - 7 * DAY, now - 30 * DAY
+    local = datetime.fromtimestamp(now, zone(state.timezone))
+    total_activity = sum(state.hour_counts)
+    preferred = (
+        float(max(range(24), key=state.hour_counts.__getitem__)) if total_activity else -1.0
+    )
+    f: dict[str, float] = {
+        "known": 1.0 if state.known else 0.0,
+        "tenure_days": _days(now, state.signup_at) if state.signup_at is not None else 0.0,
+        "recency_days": _days(now, state.last_purchase),
+        "frequency": float(state.purchases),
+        "monetary": float(state.monetary),
+        "purchases_30d": float(sum(1 for t, _ in state.recent_purchases if t > month_ago)),
+        "days_since_event": _days(now, state.last_event),
+        "activity": state.activity.value_at(now),
+        "app_opens": float(state.app_opens),
+        "web_visits": float(state.web_visits),
+        "contacts_24h": 0.0,
+        "contacts_7d": 0.0,
+        "contacts_30d": 0.0,
+        "pressure": state.pressure.value_at(now),
+        "ticket_open": 1.0 if state.open_tickets > 0 else 0.0,
+        "complaints": float(state.complaints),
+        "unsubscribes": float(state.unsubscribes),
+        "days_since_owned_contact": _days(now, state.last_owned_contact),
+        "owned_unopened": 1.0 if _owned_unopened(state) else 0.0,
+        "preferred_hour": preferred,
+        "local_hour": float(local.hour),
+        "weekday": float(local.weekday()),
+        "spend": float(state.spend),
+    }
+    for c in _CONSENTS:
+        f[f"consent_{c}"] = 1.0 if state.consents.get(c) else 0.0
+    for ch in _CHANNELS:
+        s = state.channels[ch]
+        d = w = m = 0
+        for t in s.recent:
+            if t > month_ago:
+                m += 1
+                if t > week_ago:
+                    w += 1
+                    if t > day_ago:
+                        d += 1
+        f[f"{ch}_contacts_24h"] = float(d)
+        f[f"{ch}_contacts_7d"] = float(w)
+        f[f"{ch}_contacts_30d"] = float(m)
+        f["contacts_24h"] += d
+        f["contacts_7d"] += w
+        f["contacts_30d"] += m
+        f[f"{ch}_open_rate"] = _rate(s.opens, s.contacts)
+        f[f"{ch}_click_rate"] = _rate(s.clicks, s.contacts, prior=0.02)
+        f[f"{ch}_days_since_contact"] = _days(now, s.last_contact)
+        f[f"{ch}_days_since_open"] = _days(now, s.last_open)
+    return f
+
+
+def _owned_unopened(state: CustomerState) -> bool:
+    last = state.last_owned_contact
+    return last is not None and (state.last_owned_response is None or state.last_owned_response < last)
+
+
+def hour_affinity(state: CustomerState, hour: int) -> float:
+    """Share of the customer's activity within an hour of ``hour`` (0.125 when nothing is known)."""
+    total = sum(state.hour_counts)
+    if total == 0:
+        return 3 / 24
+    counts = state.hour_counts
+    return (counts[(hour - 1) % 24] + counts[hour] + counts[(hour + 1) % 24]) / total
+
+
+def action_features(
+    state: CustomerState,
+    action: Action,
+    now: float,
+    customer: dict[str, float] | None = None,
+) -> dict[str, float]:
+    """Features of ``action`` for this customer at ``now`` (zeros for doing nothing)."""
+    if action.is_nothing:
+        return dict.fromkeys(ACTION_FEATURES, 0.0)
+    c = customer if customer is not None else customer_features(state, now)
+    moment = datetime.fromtimestamp(now, zone("UTC"))
+    when = send_at(action.slot, moment, state.timezone)
+    local = when.astimezone(zone(state.timezone))
+    ch = action.channel.value
+    return {
+        "is_contact": 1.0,
+        "send_delay_hours": (when.timestamp() - now) / 3600.0,
+        "send_hour": float(local.hour),
+        "send_weekend": 1.0 if local.weekday() >= 5 else 0.0,
+        "hour_affinity": hour_affinity(state, local.hour),
+        "channel_open_rate": c[f"{ch}_open_rate"],
+        "channel_click_rate": c[f"{ch}_click_rate"],
+        "channel_contacts_7d": c[f"{ch}_contacts_7d"],
+        "channel_days_since_open": c[f"{ch}_days_since_open"],
+    }
+
+
+def attribute_features(state: CustomerState) -> dict[str, Any]:
+    """The customer's own attributes (segment, plan, country, ...), as given in ``customers``."""
+    return dict(state.attributes)

@@ -1,0 +1,96 @@
+"""The policy contract: a full probability distribution over the eligible actions.
+
+Every policy (learned or rule-based) maps a ``DecisionContext`` to a distribution that sums to
+1 and is zero on the actions the contact policy masked; the choice is drawn from it with a
+seeded generator, so every decision carries the propensity of the action it took.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from decisioning.actions import ActionSpace
+from decisioning.errors import InvalidInput
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionContext:
+    """What a policy sees for one customer at one moment.
+
+    ``action_features[i]`` describes ``actions[i]`` for this customer; ``eligible[i]`` says
+    whether the contact policy lets it through (``eligible[0]``, doing nothing, is always True).
+    ``request`` holds the caller's key-value context (device, weather, ...).
+    """
+
+    customer_id: str
+    now: float
+    actions: ActionSpace
+    customer: dict[str, float]
+    attributes: dict[str, Any]
+    action_features: Sequence[dict[str, float]]
+    eligible: np.ndarray
+    request: dict[str, Any] = field(default_factory=dict)
+    costs: np.ndarray | None = None  # cost of each action, for policies that net it out
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """Anything that can decide: ``action_distribution`` and, if it knows them, expected values."""
+
+    name: str
+
+    def action_distribution(self, context: DecisionContext) -> np.ndarray:
+        """Probabilities over ``context.actions``: sums to 1, zero where not eligible."""
+        ...
+
+    def expected_values(self, context: DecisionContext) -> np.ndarray | None:
+        """Expected net value of each action, or None for a policy without a value model."""
+        ...
+
+
+def validate_distribution(dist: np.ndarray, eligible: np.ndarray, *, atol: float = 1e-6) -> None:
+    """Raise if ``dist`` is not a probability distribution supported on ``eligible``."""
+    if dist.shape != eligible.shape:
+        raise InvalidInput(f"distribution has shape {dist.shape}, expected {eligible.shape}")
+    if not np.all(np.isfinite(dist)) or np.any(dist < -atol):
+        raise InvalidInput("distribution has negative or non-finite probabilities")
+    if abs(float(dist.sum()) - 1.0) > atol:
+        raise InvalidInput(f"distribution sums to {float(dist.sum())}, not 1")
+    if np.any(dist[~eligible] > atol):
+        raise InvalidInput("distribution puts probability on a masked action")
+
+
+def masked_softmax(scores: np.ndarray, eligible: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """A softmax over the eligible entries of ``scores``, zero elsewhere."""
+    z = np.where(eligible, scores / max(temperature, 1e-12), -np.inf)
+    z = z - z[eligible].max()
+    e = np.where(eligible, np.exp(z), 0.0)
+    return e / e.sum()
+
+
+def epsilon_greedy(scores: np.ndarray, eligible: np.ndarray, epsilon: float) -> np.ndarray:
+    """Mass ``1 - epsilon`` on the best eligible action, the rest spread over the eligible ones."""
+    n = int(eligible.sum())
+    dist = np.where(eligible, epsilon / n, 0.0)
+    best = int(np.argmax(np.where(eligible, scores, -np.inf)))
+    dist[best] += 1.0 - epsilon
+    return dist
+
+
+def uniform(eligible: np.ndarray) -> np.ndarray:
+    """Equal probability on every eligible action."""
+    return eligible.astype(float) / float(eligible.sum())
+
+
+def draw(dist: np.ndarray, rng: np.random.Generator) -> tuple[int, float]:
+    """Draw an action index from ``dist``; returns it with its propensity."""
+    cdf = np.cumsum(dist)
+    i = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
+    i = min(i, len(dist) - 1)
+    while dist[i] <= 0.0:  # never land on a masked action through rounding
+        i -= 1
+    return i, float(dist[i])

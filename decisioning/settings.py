@@ -1,0 +1,49 @@
+"""The service's settings, read once at start-up from the environment and injected everywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where data lives and how the service behaves; every field can be set as ``DECISIONING_<NAME>``.
+
+    With nothing set, everything is embedded under ``data_dir``: a SQLite database and a local
+    MLflow store.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="DECISIONING_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("data")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: SQLite file in data_dir"
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking URI; default: local store in data_dir"
+    )
+    #: API keys as "role:key" pairs, comma-separated; roles: marketer, orchestrator,
+    #: data_scientist, admin. Keys are hashed at start-up and never kept in clear.
+    api_keys: SecretStr = SecretStr("")
+    batch_limit: int = Field(default=10_000, ge=1, description="largest batch of decisions or events")
+    arbitration_window_hours: float = Field(default=24.0, gt=0)
+    online_learning: bool = False
+    seed: int = 0
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'decisioning.db').resolve()}"
+
+    @property
+    def resolved_tracking_uri(self) -> str:
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def artifact_dir(self) -> Path:
+        return (self.data_dir / "mlartifacts").resolve()

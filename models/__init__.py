@@ -1,0 +1,1 @@
+"""The learners: bandit policy, outcome and propensity models, baselines, and their packaging."""

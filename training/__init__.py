@@ -1,0 +1,1 @@
+"""Pipelines: training datasets from history, fitting, off-policy evaluation, registry and promotion."""
