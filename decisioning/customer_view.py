@@ -124,7 +124,9 @@ class CustomerState:
     # -- construction -------------------------------------------------------------------------
 
     @classmethod
-    def for_customer(cls, customer: Customer, fatigue: FatigueSettings | None = None) -> CustomerState:
+    def for_customer(
+        cls, customer: Customer, fatigue: FatigueSettings | None = None
+    ) -> CustomerState:
         return cls(
             customer.customer_id,
             signup_at=to_ts(customer.signup_at),
@@ -224,7 +226,9 @@ class CustomerState:
         self._touch(ts)
         self._forget_before(ts - WINDOW_30D)
 
-    def apply_contact_record(self, contact: Contact, fatigue: FatigueSettings | None = None) -> None:
+    def apply_contact_record(
+        self, contact: Contact, fatigue: FatigueSettings | None = None
+    ) -> None:
         self.apply_contact(
             ts=to_ts(contact.sent_at),
             channel=contact.channel.value,
@@ -268,7 +272,9 @@ class CustomerState:
         return sum(s.count_since(since) for s in self.channels.values())
 
     def bought_since(self, since: float, category: str | None = None) -> bool:
-        return any(t > since and (category is None or c == category) for t, c in self.recent_purchases)
+        return any(
+            t > since and (category is None or c == category) for t, c in self.recent_purchases
+        )
 
     def local_hour(self, ts: float) -> int:
         return datetime.fromtimestamp(ts, zone(self.timezone)).hour
@@ -306,7 +312,9 @@ class CustomerState:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], fatigue: FatigueSettings | None = None) -> CustomerState:
+    def from_dict(
+        cls, data: Mapping[str, Any], fatigue: FatigueSettings | None = None
+    ) -> CustomerState:
         state = cls(
             data["customer_id"],
             signup_at=data["signup_at"],

@@ -14,8 +14,14 @@ class InvalidInput(DecisioningError, ValueError):
 class HistoryError(InvalidInput):
     """A history table (customers, contacts, events) that does not follow the data contract."""
 
-    def __init__(self, message: str, *, file: str | None = None, column: str | None = None,
-                 row: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        column: str | None = None,
+        row: int | None = None,
+    ) -> None:
         where = ", ".join(
             part
             for part in (

@@ -7,6 +7,7 @@ segment expression may use (``tenure_days < 90``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -93,9 +94,7 @@ def customer_features(state: CustomerState, now: float) -> dict[str, float]:
     day_ago, week_ago, month_ago = now - DAY, now - 7 * DAY, now - 30 * DAY
     local = datetime.fromtimestamp(now, zone(state.timezone))
     total_activity = sum(state.hour_counts)
-    preferred = (
-        float(max(range(24), key=state.hour_counts.__getitem__)) if total_activity else -1.0
-    )
+    preferred = float(max(range(24), key=state.hour_counts.__getitem__)) if total_activity else -1.0
     f: dict[str, float] = {
         "known": 1.0 if state.known else 0.0,
         "tenure_days": _days(now, state.signup_at) if state.signup_at is not None else 0.0,
@@ -148,7 +147,8 @@ def customer_features(state: CustomerState, now: float) -> dict[str, float]:
 
 def _owned_unopened(state: CustomerState) -> bool:
     last = state.last_owned_contact
-    return last is not None and (state.last_owned_response is None or state.last_owned_response < last)
+    response = state.last_owned_response
+    return last is not None and (response is None or response < last)
 
 
 def hour_affinity(state: CustomerState, hour: int) -> float:
@@ -165,26 +165,62 @@ def action_features(
     action: Action,
     now: float,
     customer: dict[str, float] | None = None,
+    *,
+    send_ts: float | None = None,
 ) -> dict[str, float]:
-    """Features of ``action`` for this customer at ``now`` (zeros for doing nothing)."""
+    """Features of ``action`` for this customer at ``now`` (zeros for doing nothing).
+
+    ``send_ts`` is when the action would really go out (after quiet-hours deferral); by default
+    the slot's own time.
+    """
     if action.is_nothing:
         return dict.fromkeys(ACTION_FEATURES, 0.0)
     c = customer if customer is not None else customer_features(state, now)
-    moment = datetime.fromtimestamp(now, zone("UTC"))
-    when = send_at(action.slot, moment, state.timezone)
-    local = when.astimezone(zone(state.timezone))
-    ch = action.channel.value
+    if send_ts is None:
+        moment = datetime.fromtimestamp(now, zone("UTC"))
+        send_ts = send_at(action.slot, moment, state.timezone).timestamp()
+    local = datetime.fromtimestamp(send_ts, zone(state.timezone))
+    return _action_row(action.channel.value, c, state, send_ts - now, local.hour, local.weekday())
+
+
+def _action_row(
+    ch: str, c: dict[str, float], state: CustomerState, delay: float, hour: int, weekday: int
+) -> dict[str, float]:
     return {
         "is_contact": 1.0,
-        "send_delay_hours": (when.timestamp() - now) / 3600.0,
-        "send_hour": float(local.hour),
-        "send_weekend": 1.0 if local.weekday() >= 5 else 0.0,
-        "hour_affinity": hour_affinity(state, local.hour),
+        "send_delay_hours": delay / 3600.0,
+        "send_hour": float(hour),
+        "send_weekend": 1.0 if weekday >= 5 else 0.0,
+        "hour_affinity": hour_affinity(state, hour),
         "channel_open_rate": c[f"{ch}_open_rate"],
         "channel_click_rate": c[f"{ch}_click_rate"],
         "channel_contacts_7d": c[f"{ch}_contacts_7d"],
         "channel_days_since_open": c[f"{ch}_days_since_open"],
     }
+
+
+def action_feature_rows(
+    state: CustomerState,
+    actions: Sequence[Action],
+    now: float,
+    customer: dict[str, float],
+    send_times: Sequence[float],
+) -> list[dict[str, float]]:
+    """Features of every action at once; local times are worked out once per distinct send time."""
+    tz = zone(state.timezone)
+    local_cache: dict[float, tuple[int, int]] = {}
+    nothing = dict.fromkeys(ACTION_FEATURES, 0.0)
+    rows: list[dict[str, float]] = []
+    for action, ts in zip(actions, send_times, strict=True):
+        if action.is_nothing:
+            rows.append(nothing)
+            continue
+        hw = local_cache.get(ts)
+        if hw is None:
+            local = datetime.fromtimestamp(ts, tz)
+            hw = local_cache[ts] = (local.hour, local.weekday())
+        rows.append(_action_row(action.channel.value, customer, state, ts - now, hw[0], hw[1]))
+    return rows
 
 
 def attribute_features(state: CustomerState) -> dict[str, Any]:

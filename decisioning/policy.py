@@ -64,7 +64,9 @@ def validate_distribution(dist: np.ndarray, eligible: np.ndarray, *, atol: float
         raise InvalidInput("distribution puts probability on a masked action")
 
 
-def masked_softmax(scores: np.ndarray, eligible: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+def masked_softmax(
+    scores: np.ndarray, eligible: np.ndarray, temperature: float = 1.0
+) -> np.ndarray:
     """A softmax over the eligible entries of ``scores``, zero elsewhere."""
     z = np.where(eligible, scores / max(temperature, 1e-12), -np.inf)
     z = z - z[eligible].max()

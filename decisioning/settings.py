@@ -27,7 +27,9 @@ class Settings(BaseSettings):
     #: API keys as "role:key" pairs, comma-separated; roles: marketer, orchestrator,
     #: data_scientist, admin. Keys are hashed at start-up and never kept in clear.
     api_keys: SecretStr = SecretStr("")
-    batch_limit: int = Field(default=10_000, ge=1, description="largest batch of decisions or events")
+    batch_limit: int = Field(
+        default=10_000, ge=1, description="largest batch of decisions or events"
+    )
     arbitration_window_hours: float = Field(default=24.0, gt=0)
     online_learning: bool = False
     seed: int = 0

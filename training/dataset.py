@@ -1,0 +1,436 @@
+"""Training examples from behavioural history: one logged bandit example per decision.
+
+History is replayed customer by customer in time order through the same ``CustomerState`` and
+feature code the service uses online, so the example of a decision taken at time t is built from
+what happened strictly before t (point-in-time correct).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from decisioning.guardrails import ContactPolicy
+from decisioning.objectives import Objective
+from decisioning.segment import Segment
+
+from decisioning.actions import Action, ActionSpace, Slot
+from decisioning.channels import Channel
+from decisioning.context import build_context
+from decisioning.customer_view import CustomerState
+from decisioning.errors import LearningError
+from decisioning.fatigue import DAY
+from decisioning.features import ACTION_FEATURES, BEHAVIOUR_FEATURES
+from training.rewards import RewardParts, attribute_rewards
+
+_DECISION, _EVENT, _SEND = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """Logged decisions of one objective as columnar arrays (n decisions, A actions).
+
+    ``pscore`` is NaN where the history did not log the propensity (a legacy campaign).
+    """
+
+    objective_id: str
+    actions: ActionSpace
+    customer_ids: np.ndarray  # (n,) str
+    ts: np.ndarray  # (n,) epoch seconds of the decision
+    customer: np.ndarray  # (n, len(BEHAVIOUR_FEATURES)) float32
+    attributes: pd.DataFrame  # (n, k) customer attribute columns
+    action_features: np.ndarray  # (n, A, len(ACTION_FEATURES)) float32
+    eligible: np.ndarray  # (n, A) bool
+    costs: np.ndarray  # (n, A) float
+    action: np.ndarray  # (n,) int
+    pscore: np.ndarray  # (n,) float
+    rewards: RewardParts
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def reward(self) -> np.ndarray:
+        return self.rewards.reward
+
+    def __len__(self) -> int:
+        return len(self.action)
+
+    def select(self, mask: np.ndarray) -> TrainingSet:
+        """The examples where ``mask`` is True (a boolean or index array)."""
+        rp = self.rewards
+        return TrainingSet(
+            objective_id=self.objective_id,
+            actions=self.actions,
+            customer_ids=self.customer_ids[mask],
+            ts=self.ts[mask],
+            customer=self.customer[mask],
+            attributes=self.attributes.iloc[
+                np.flatnonzero(mask) if mask.dtype == bool else mask
+            ].reset_index(drop=True),
+            action_features=self.action_features[mask],
+            eligible=self.eligible[mask],
+            costs=self.costs[mask],
+            action=self.action[mask],
+            pscore=self.pscore[mask],
+            rewards=RewardParts(*(getattr(rp, f)[mask] for f in RewardParts.__slots__)),
+            report=dict(self.report),
+        )
+
+    def split_by_time(self, test_fraction: float = 0.25) -> tuple[TrainingSet, TrainingSet]:
+        """A time-based split: the latest ``test_fraction`` of decisions are held out."""
+        if not 0 < test_fraction < 1:
+            raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        cut = float(np.quantile(self.ts, 1 - test_fraction))
+        return self.select(self.ts < cut), self.select(self.ts >= cut)
+
+
+def _epoch(series: pd.Series) -> np.ndarray:
+    return series.to_numpy(dtype="datetime64[ns]").astype(np.int64) / 1e9
+
+
+def decision_moments(
+    contacts: pd.DataFrame,
+    *,
+    objective: Objective,
+    sample_nothing: bool | None = None,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The decisions to learn from: the objective's contacts, plus sampled do-nothing moments.
+
+    Legacy history logs only what was sent; then (or with ``sample_nothing=True``) moments
+    without any contact within a day are sampled as do-nothing decisions, as many as there are
+    contacts.
+    """
+    mine = contacts[contacts["objective"].isna() | (contacts["objective"] == objective.id)]
+    report = {"logged_decisions": len(mine)}
+    has_nothing = bool((mine["channel"] == Channel.NONE.value).any())
+    if sample_nothing is None:
+        sample_nothing = not has_nothing
+    if not sample_nothing or mine.empty:
+        report["sampled_do_nothing"] = 0
+        return mine, report
+    rng = np.random.default_rng(seed)
+    ts = _epoch(mine["ts"])
+    start, end = ts.min(), ts.max()
+    customers = mine["customer_id"].to_numpy()
+    cand_customer = rng.choice(customers, size=len(mine) * 2)
+    cand_ts = rng.uniform(start, end, size=len(cand_customer))
+    # keep only candidates with no contact of the same customer within a day either side
+    order = np.lexsort((ts, customers))
+    keys = np.rec.fromarrays([customers[order], ts[order]], names="c,t")
+    lo = np.searchsorted(keys, np.rec.fromarrays([cand_customer, cand_ts - DAY], names="c,t"))
+    hi = np.searchsorted(keys, np.rec.fromarrays([cand_customer, cand_ts + DAY], names="c,t"))
+    keep = np.flatnonzero(hi == lo)[: len(mine)]
+    sampled = pd.DataFrame(
+        {
+            "contact_id": [f"sampled-{i}" for i in range(len(keep))],
+            "customer_id": cand_customer[keep],
+            "ts": pd.to_datetime(cand_ts[keep], unit="s", utc=True),
+            "channel": Channel.NONE.value,
+            "slot": Slot.NOW.value,
+            "send_at": pd.to_datetime(cand_ts[keep], unit="s", utc=True),
+            "objective": objective.id,
+            "cost": 0.0,
+            "propensity": np.nan,
+            "decision_id": None,
+        }
+    )
+    report["sampled_do_nothing"] = len(sampled)
+    return pd.concat(
+        [mine, sampled[mine.columns.intersection(sampled.columns)]], ignore_index=True
+    ), report
+
+
+def build_training_set(
+    *,
+    customers: pd.DataFrame,
+    contacts: pd.DataFrame,
+    events: pd.DataFrame,
+    objective: Objective,
+    policy: ContactPolicy,
+    sample_nothing: bool | None = None,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> TrainingSet:
+    """Replay the history and build one example per decision of ``objective``.
+
+    Raises ``LearningError`` when the history holds no usable decision for the objective.
+    """
+    moments, report = decision_moments(
+        contacts, objective=objective, sample_nothing=sample_nothing, seed=seed
+    )
+    actions = objective.action_space()
+    replay = _Replay(customers=customers, contacts=contacts, events=events, moments=moments)
+    built = replay.run(objective=objective, actions=actions, policy=policy, progress=progress)
+    report.update(built.pop("report"))
+    n = len(built["action"])
+    if n == 0:
+        raise LearningError(
+            f"objective {objective.id!r}: no usable decision in the history "
+            f"(skipped: {report.get('skipped', {})})"
+        )
+    codes = {cid: i for i, cid in enumerate(np.unique(built["customer_ids"]))}
+    parts = attribute_rewards(
+        customer=np.array([codes[c] for c in built["customer_ids"]], dtype=np.int64),
+        ts=built["ts"],
+        cost=built["cost"],
+        events=events,
+        outcome_type=objective.outcome.event_type.value,
+        outcome_category=objective.outcome.category,
+        reduce=objective.kind == "reduce",
+        value_per_conversion=objective.value_per_conversion,
+        value_from_event=objective.value_from_event,
+        window_days=objective.attribution_window_days,
+        unsubscribe_penalty=objective.fatigue_penalties.unsubscribe,
+        complaint_penalty=objective.fatigue_penalties.complaint,
+        customer_codes=codes,
+    )
+    report["examples"] = n
+    return TrainingSet(
+        objective_id=objective.id,
+        actions=actions,
+        customer_ids=built["customer_ids"],
+        ts=built["ts"],
+        customer=built["customer"],
+        attributes=built["attributes"],
+        action_features=built["action_features"],
+        eligible=built["eligible"],
+        costs=built["costs"],
+        action=built["action"],
+        pscore=built["pscore"],
+        rewards=parts,
+        report=report,
+    )
+
+
+class _Replay:
+    """The history of every customer, merged into one time-ordered stream."""
+
+    def __init__(
+        self,
+        *,
+        customers: pd.DataFrame,
+        contacts: pd.DataFrame,
+        events: pd.DataFrame,
+        moments: pd.DataFrame,
+    ) -> None:
+        self.customers = customers.set_index("customer_id", drop=False)
+        ids = self.customers.index.to_numpy()
+        self.code = {cid: i for i, cid in enumerate(ids)}
+        self.ids = ids
+        # anonymous events go to the customer their anonymous id is later identified as
+        links = events[(events["type"] == "identify") & events["anonymous_id"].notna()]
+        self.anon_owner = dict(zip(links["anonymous_id"], links["customer_id"], strict=False))
+        ev_owner = events["customer_id"].where(
+            events["customer_id"].astype(str) != "", events["anonymous_id"].map(self.anon_owner)
+        )
+        self.events = events.assign(_owner=ev_owner)
+        self.events = self.events[self.events["_owner"].isin(self.code)]
+        sends = contacts[contacts["channel"] != Channel.NONE.value]
+        self.sends = sends[sends["customer_id"].isin(self.code)]
+        self.moments = moments[moments["customer_id"].isin(self.code)]
+        self.unknown_customer_moments = len(moments) - len(self.moments)
+
+    def _stream(self) -> tuple[np.ndarray, ...]:
+        ev, se, mo = self.events, self.sends, self.moments
+        cust = np.concatenate(
+            [
+                mo["customer_id"].map(self.code).to_numpy(np.int64),
+                ev["_owner"].map(self.code).to_numpy(np.int64),
+                se["customer_id"].map(self.code).to_numpy(np.int64),
+            ]
+        )
+        ts = np.concatenate([_epoch(mo["ts"]), _epoch(ev["ts"]), _epoch(se["send_at"])])
+        kind = np.concatenate(
+            [np.full(len(mo), _DECISION), np.full(len(ev), _EVENT), np.full(len(se), _SEND)]
+        )
+        row = np.concatenate([np.arange(len(mo)), np.arange(len(ev)), np.arange(len(se))])
+        # decisions first at equal times: a decision sees only what happened strictly before
+        order = np.lexsort((kind, ts, cust))
+        return cust[order], ts[order], kind[order], row[order]
+
+    def run(
+        self,
+        *,
+        objective: Objective,
+        actions: ActionSpace,
+        policy: ContactPolicy,
+        progress: Callable[[int], None] | None,
+    ) -> dict[str, Any]:
+        cust, ts, kind, row = self._stream()
+        ev, se, mo = self.events, self.sends, self.moments
+        ev_type = ev["type"].to_numpy()
+        ev_channel = ev["channel"].to_numpy()
+        ev_value = ev["value"].to_numpy(dtype=float)
+        ev_category = ev["category"].to_numpy()
+        ev_anon = ev["anonymous_id"].to_numpy()
+        ev_is_anon = (ev["customer_id"].astype(str) == "").to_numpy()
+        se_channel = se["channel"].to_numpy()
+        se_cost = _costs(se, objective)
+        mo_channel = mo["channel"].to_numpy()
+        mo_slot = mo["slot"].to_numpy() if "slot" in mo else np.full(len(mo), "now")
+        mo_prop = mo["propensity"].to_numpy(dtype=float)
+        mo_cost = _costs(mo, objective)
+        base_costs = objective.costs(actions)
+        fields = _segment_fields(self.customers)
+        segment = Segment.parse(objective.segment or "", fields)
+        category = objective.outcome.category if objective.kind == "increase" else None
+        attr_cols = [c for c in self.customers.columns if c in fields and c not in _CORE_COLUMNS]
+
+        n_max = len(mo)
+        A, F, AF = len(actions), len(BEHAVIOUR_FEATURES), len(ACTION_FEATURES)
+        out_customer = np.zeros((n_max, F), dtype=np.float32)
+        out_af = np.zeros((n_max, A, AF), dtype=np.float32)
+        out_eligible = np.zeros((n_max, A), dtype=bool)
+        out_action = np.zeros(n_max, dtype=np.int64)
+        out_pscore = np.full(n_max, np.nan)
+        out_cost = np.zeros(n_max)
+        out_ts = np.zeros(n_max)
+        out_ids: list[str] = []
+        out_attr_rows: list[int] = []
+        skipped: dict[str, int] = {}
+        index = {a.key: i for i, a in enumerate(actions)}
+
+        state: CustomerState | None = None
+        current = -1
+        anon: dict[str, CustomerState] = {}
+        n = 0
+        for k in range(len(cust)):
+            c = int(cust[k])
+            if c != current:
+                current = c
+                state = _initial_state(self.customers.iloc[c])
+                anon = {}
+                if progress is not None:
+                    progress(c)
+            assert state is not None
+            r = int(row[k])
+            kd = kind[k]
+            t = float(ts[k])
+            if kd == _EVENT:
+                etype = ev_type[r]
+                if ev_is_anon[r]:
+                    a = anon.setdefault(ev_anon[r], CustomerState(ev_anon[r]))
+                    a.apply(ts=t, type=etype, channel=_opt(ev_channel[r]),
+                            value=_optf(ev_value[r]), category=_opt(ev_category[r]))  # fmt: skip
+                    continue
+                if etype == "identify" and isinstance(ev_anon[r], str) and ev_anon[r] in anon:
+                    state.merge(anon.pop(ev_anon[r]))
+                state.apply(ts=t, type=etype, channel=_opt(ev_channel[r]),
+                            value=_optf(ev_value[r]), category=_opt(ev_category[r]))  # fmt: skip
+            elif kd == _SEND:
+                state.apply_contact(ts=t, channel=se_channel[r], cost=float(se_cost[r]))
+            else:
+                reason = None
+                key = Action(Channel(mo_channel[r]), Slot(mo_slot[r] or "now")).key
+                if mo_channel[r] == Channel.NONE.value:
+                    key = "none"
+                if state.cancelled:
+                    reason = "customer had cancelled"
+                elif key not in index:
+                    reason = f"action {key} not allowed by the objective"
+                if reason is None:
+                    costs = base_costs
+                    context, _ = build_context(
+                        state,
+                        actions=actions,
+                        now=t,
+                        policy=policy,
+                        costs=costs,
+                        promoted_category=category,
+                    )
+                    values = {**context.customer, **context.attributes}
+                    if not segment.matches(values):
+                        reason = "customer outside the objective's segment"
+                if reason is not None:
+                    skipped[reason] = skipped.get(reason, 0) + 1
+                    continue
+                out_customer[n] = [context.customer[f] for f in BEHAVIOUR_FEATURES]
+                for i, rowf in enumerate(context.action_features):
+                    out_af[n, i] = [rowf[f] for f in ACTION_FEATURES]
+                out_eligible[n] = context.eligible
+                out_action[n] = index[key]
+                out_pscore[n] = mo_prop[r]
+                out_cost[n] = mo_cost[r]
+                out_ts[n] = t
+                out_ids.append(self.ids[c])
+                out_attr_rows.append(c)
+                n += 1
+        if self.unknown_customer_moments:
+            skipped["unknown customer"] = self.unknown_customer_moments
+        attrs = self.customers.iloc[out_attr_rows][attr_cols].reset_index(drop=True)
+        return {
+            "customer_ids": np.array(out_ids, dtype=object),
+            "ts": out_ts[:n],
+            "customer": out_customer[:n],
+            "attributes": attrs,
+            "action_features": out_af[:n],
+            "eligible": out_eligible[:n],
+            "costs": np.tile(base_costs, (n, 1)),
+            "action": out_action[:n],
+            "pscore": out_pscore[:n],
+            "cost": out_cost[:n],
+            "report": {"skipped": skipped},
+        }
+
+
+_CORE_COLUMNS = frozenset(
+    {"customer_id", "signup_at", "timezone", "consent_email", "consent_sms", "consent_push",
+     "consent_whatsapp"}
+)  # fmt: skip
+
+
+def _segment_fields(customers: pd.DataFrame) -> dict[str, str]:
+    """The fields a segment may name: behavioural features and the customers' attribute columns."""
+    fields = dict.fromkeys(BEHAVIOUR_FEATURES, "number")
+    for col in customers.columns:
+        if col in _CORE_COLUMNS:
+            continue
+        dtype = customers[col].dtype
+        if pd.api.types.is_bool_dtype(dtype):
+            fields[col] = "bool"
+        elif pd.api.types.is_numeric_dtype(dtype):
+            fields[col] = "number"
+        else:
+            fields[col] = "text"
+    return fields
+
+
+def _costs(frame: pd.DataFrame, objective: Objective) -> np.ndarray:
+    default = frame["channel"].map(lambda ch: objective.cost_of(Channel(ch))).to_numpy(float)
+    if "cost" not in frame:
+        return default
+    logged = frame["cost"].to_numpy(dtype=float)
+    return np.where(np.isnan(logged), default, logged)
+
+
+def _initial_state(row: pd.Series) -> CustomerState:
+    consents = {
+        ch: bool(row[f"consent_{ch}"])
+        for ch in ("email", "sms", "push", "whatsapp")
+        if f"consent_{ch}" in row
+    }
+    attributes = {
+        k: (v.item() if hasattr(v, "item") else v)
+        for k, v in row.items()
+        if k not in _CORE_COLUMNS and not (isinstance(v, float) and np.isnan(v))
+    }
+    return CustomerState(
+        str(row["customer_id"]),
+        signup_at=row["signup_at"].timestamp(),
+        timezone=str(row["timezone"]),
+        consents=consents,
+        attributes=attributes,
+    )
+
+
+def _opt(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value == "":
+        return None
+    return value
+
+
+def _optf(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
