@@ -1,0 +1,535 @@
+"""Segment expressions: who an objective is for, e.g. ``plan == "basic" and tenure_days < 90``.
+
+A segment is parsed once with :func:`ast.parse` and checked against a whitelist of node types
+(``and``/``or``/``not``, comparisons, field names, constants, tuples of constants) and against a
+field catalogue (name -> ``"number"``, ``"text"`` or ``"bool"``); it is never evaluated as
+Python. The checked tree compiles to nested closures for one customer (:meth:`Segment.matches`)
+and to array operations for a table (:meth:`Segment.mask`).
+
+A missing value (absent key or column, ``None``, NaN, or a value of another type than the
+field's kind) makes every comparison on that field False, ``!=`` and ``not in`` included, and
+a bare field (``ticket_open``) False; ``not (...)`` still negates the whole condition.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import numbers
+import operator
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from decisioning.errors import SegmentError
+from decisioning.features import BEHAVIOUR_FEATURES
+
+FieldKind = Literal["number", "text", "bool"]
+KINDS: tuple[str, ...] = ("number", "text", "bool")
+_MAX_LENGTH = 2000
+Matcher = Callable[[Mapping[str, Any]], bool]
+
+_SYMBOLS = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
+_OPS: dict[str, Callable[[Any, Any], Any]] = {
+    "==": operator.eq, "!=": operator.ne, "<": operator.lt,
+    "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+}  # fmt: skip
+#: the same comparison read from the other side (90 > tenure_days is tenure_days < 90)
+_FLIPPED = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+_FORBIDDEN: dict[type[ast.AST], str] = {
+    ast.Call: "function calls are not allowed",
+    ast.Attribute: "attribute access (a.b) is not allowed",
+    ast.Subscript: "subscripts (a[b]) are not allowed",
+    ast.Lambda: "lambda is not allowed",
+    **dict.fromkeys(
+        (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp),
+        "comprehensions are not allowed",
+    ),
+    ast.JoinedStr: "f-strings are not allowed",
+    ast.IfExp: "conditional expressions (x if c else y) are not allowed",
+    ast.NamedExpr: "assignments (:=) are not allowed",
+    ast.Dict: "dictionaries are not allowed",
+    ast.Set: 'sets are not allowed; list values as a tuple, e.g. ("a", "b")',
+}
+
+
+# -- field kinds and the catalogue ---------------------------------------------------------------
+
+
+def _kind_of(value: Any) -> str | None:
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, bool | np.bool_):
+        return "bool"
+    if isinstance(value, numbers.Real):
+        return "number"
+    return "text" if isinstance(value, str) else "other"
+
+
+def infer_kind(values: Iterable[Any] | pd.Series) -> FieldKind | None:
+    """The field kind of a column of values, or None when it holds nothing a segment can test.
+
+    Booleans give ``"bool"``, numbers ``"number"``, any string ``"text"``; columns of dates,
+    lists or only missing values give None.
+    """
+    if isinstance(values, pd.Series):
+        if pd.api.types.is_bool_dtype(values.dtype):
+            return "bool"
+        if pd.api.types.is_numeric_dtype(values.dtype):
+            return "number"
+        values = values.to_numpy(dtype=object)
+    seen = {_kind_of(v) for v in values} - {None}
+    if "text" in seen:
+        return "text"
+    if seen == {"bool"}:
+        return "bool"
+    return "number" if seen and seen <= {"bool", "number"} else None
+
+
+def attribute_kinds(
+    customers: pd.DataFrame | Iterable[Mapping[str, Any]],
+    *,
+    exclude: Iterable[str] = ("customer_id",),
+) -> dict[str, FieldKind]:
+    """Field kinds of the customers' attributes, from the customers table or attribute dicts."""
+    skip = set(exclude)
+    columns: dict[str, Any] = {}
+    if isinstance(customers, pd.DataFrame):
+        columns = {str(c): customers[c] for c in customers.columns if str(c) not in skip}
+    else:
+        for attributes in customers:
+            for name, value in attributes.items():
+                if name not in skip:
+                    columns.setdefault(name, []).append(value)
+    kinds = {name: infer_kind(values) for name, values in columns.items()}
+    return {name: kind for name, kind in kinds.items() if kind is not None}
+
+
+def field_catalogue(
+    attributes: Mapping[str, str] | pd.DataFrame | None = None,
+) -> dict[str, FieldKind]:
+    """The fields a segment may use: the behavioural features (numbers) and the attributes.
+
+    ``attributes`` maps attribute names to kinds, or is the customers table (kinds inferred).
+    A behavioural feature wins over an attribute of the same name: it is what decisions see.
+    """
+    if isinstance(attributes, pd.DataFrame):
+        attributes = attribute_kinds(attributes)
+    catalogue: dict[str, FieldKind] = {}
+    for name, kind in (attributes or {}).items():
+        if kind not in KINDS:
+            raise SegmentError(f"field {name!r} has kind {kind!r} (expected one of {KINDS})")
+        catalogue[name] = kind  # type: ignore[assignment]
+    catalogue.update(dict.fromkeys(BEHAVIOUR_FEATURES, "number"))
+    return catalogue
+
+
+# -- values of one customer and columns of a table, coerced to a field's kind -------------------
+
+
+def _as_number(value: Any) -> float | None:
+    if isinstance(value, numbers.Real | np.bool_):
+        x = float(value)
+        return None if x != x else x
+    return None
+
+
+def _as_text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _as_bool(value: Any) -> bool | None:
+    return bool(value) if isinstance(value, bool | np.bool_) else None
+
+
+_COERCE: dict[str, Callable[[Any], Any]] = {
+    "number": _as_number,
+    "text": _as_text,
+    "bool": _as_bool,
+}
+
+
+class _Columns:
+    """The columns of a table coerced once per field: (values, valid) arrays."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame, self.n = frame, len(frame)
+        self.cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def get(self, ref: _Field) -> tuple[np.ndarray, np.ndarray]:
+        if ref.name not in self.cache:
+            self.cache[ref.name] = self._coerce(ref)
+        return self.cache[ref.name]
+
+    def _coerce(self, ref: _Field) -> tuple[np.ndarray, np.ndarray]:
+        n, kind = self.n, ref.kind
+        if ref.name not in self.frame.columns:
+            return np.zeros(n), np.zeros(n, dtype=bool)
+        column = self.frame[ref.name]
+        if isinstance(column, pd.DataFrame):
+            raise SegmentError(f"column {ref.name!r} appears more than once in the table")
+        numeric = pd.api.types.is_numeric_dtype(column.dtype)
+        if kind == "number" and numeric:
+            values = column.to_numpy(dtype=float, na_value=np.nan)
+            return values, ~np.isnan(values)
+        if kind == "bool" and column.dtype == bool:
+            return column.to_numpy(dtype=bool), np.ones(n, dtype=bool)
+        coerce = _COERCE[kind or "text"]
+        cells = [coerce(v) for v in column.to_numpy(dtype=object)]
+        valid = np.fromiter((c is not None for c in cells), dtype=bool, count=n)
+        blank = {"number": 0.0, "text": "", "bool": False}[kind or "text"]
+        dtype = {"number": float, "text": object, "bool": bool}[kind or "text"]
+        values = np.array([blank if c is None else c for c in cells], dtype=dtype)
+        return values, valid
+
+
+# -- the checked tree: each node compiles to a closure and evaluates over columns --------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    name: str
+    kind: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Const:
+    value: Any
+    kind: str
+
+
+class _Node:
+    def compile(self) -> Matcher:
+        raise NotImplementedError
+
+    def mask(self, cols: _Columns) -> np.ndarray:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class _BoolOp(_Node):
+    parts: tuple[_Node, ...]
+    conjunction: bool
+
+    def compile(self) -> Matcher:
+        fns, stop = tuple(p.compile() for p in self.parts), not self.conjunction
+
+        def run(values: Mapping[str, Any]) -> bool:
+            for fn in fns:
+                if fn(values) is stop:
+                    return stop
+            return not stop
+
+        return run
+
+    def mask(self, cols: _Columns) -> np.ndarray:
+        reduce = np.logical_and if self.conjunction else np.logical_or
+        return reduce.reduce([p.mask(cols) for p in self.parts])
+
+
+@dataclass(frozen=True)
+class _Not(_Node):
+    part: _Node
+
+    def compile(self) -> Matcher:
+        fn = self.part.compile()
+        return lambda values: not fn(values)
+
+    def mask(self, cols: _Columns) -> np.ndarray:
+        return ~self.part.mask(cols)
+
+
+@dataclass(frozen=True)
+class _Truthy(_Node):
+    ref: _Field
+
+    def compile(self) -> Matcher:
+        name, coerce = self.ref.name, _COERCE[self.ref.kind or "number"]
+        return lambda values: bool(coerce(values.get(name)))
+
+    def mask(self, cols: _Columns) -> np.ndarray:
+        values, valid = cols.get(self.ref)
+        return valid & (values != 0)
+
+
+@dataclass(frozen=True)
+class _Compare(_Node):
+    left: _Field  # a constant on the left is swapped to the right at parse time
+    right: _Field | _Const
+    op: Callable[[Any, Any], Any]
+
+    def compile(self) -> Matcher:
+        op, left, right = self.op, self.left, self.right
+        lname, lcoerce = left.name, _COERCE[left.kind or "text"]
+        if isinstance(right, _Const):
+            c = right.value
+            return lambda v: (x := lcoerce(v.get(lname))) is not None and bool(op(x, c))
+        rname, rcoerce = right.name, _COERCE[right.kind or "text"]
+
+        def field_field(v: Mapping[str, Any]) -> bool:
+            x, y = lcoerce(v.get(lname)), rcoerce(v.get(rname))
+            return x is not None and y is not None and bool(op(x, y))
+
+        return field_field
+
+    def mask(self, cols: _Columns) -> np.ndarray:
+        left, ok = cols.get(self.left)
+        if isinstance(self.right, _Const):
+            right = self.right.value
+        else:
+            right, valid = cols.get(self.right)
+            ok = ok & valid
+        return ok & np.asarray(self.op(left, right), dtype=bool)
+
+
+@dataclass(frozen=True)
+class _Member(_Node):
+    ref: _Field
+    items: tuple[Any, ...]
+    negate: bool
+
+    def compile(self) -> Matcher:
+        name, coerce, negate = self.ref.name, _COERCE[self.ref.kind or "text"], self.negate
+        items = frozenset(self.items)
+        return lambda v: (x := coerce(v.get(name))) is not None and (x in items) is not negate
+
+    def mask(self, cols: _Columns) -> np.ndarray:
+        values, valid = cols.get(self.ref)
+        found = pd.Series(values, copy=False).isin(list(self.items)).to_numpy(dtype=bool)
+        return valid & (found != self.negate)
+
+
+# -- the segment ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A parsed, checked segment expression; build it with :meth:`Segment.parse`."""
+
+    text: str
+    fields_used: tuple[str, ...]
+    _root: _Node | None = field(default=None, repr=False, compare=False)
+    _match: Matcher | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def parse(cls, text: str, fields: Mapping[str, str] | None = None) -> Segment:
+        """Parse and check ``text`` against ``fields`` (default: :func:`field_catalogue`).
+
+        Empty text or ``all`` is every customer.
+
+        Raises
+        ------
+        SegmentError
+            Bad syntax (with the column and a caret), a forbidden construct, an unknown field
+            (with the closest names), or a comparison between mismatched kinds.
+        """
+        checker = _Checker(text, field_catalogue() if fields is None else fields)
+        root = checker.run()
+        if root is None:
+            return cls.everyone()
+        return cls(checker.source, tuple(checker.used), root, root.compile())
+
+    @classmethod
+    def everyone(cls) -> Segment:
+        """The segment of every customer."""
+        return cls("", ())
+
+    @property
+    def is_everyone(self) -> bool:
+        return self._root is None
+
+    def matches(self, values: Mapping[str, Any]) -> bool:
+        """Whether one customer, given by its field values, is in the segment."""
+        return True if self._match is None else self._match(values)
+
+    def mask(self, frame: pd.DataFrame) -> np.ndarray:
+        """Which rows of ``frame`` (one column per field) are in the segment, as a bool array."""
+        if self._root is None:
+            return np.ones(len(frame), dtype=bool)
+        return np.asarray(self._root.mask(_Columns(frame)), dtype=bool).reshape(len(frame))
+
+    def __str__(self) -> str:
+        return self.text or "all"
+
+
+def check_segment_syntax(text: str) -> tuple[str, ...]:
+    """Check ``text`` without a field catalogue (syntax, whitelist, constants); fields used."""
+    checker = _Checker(text, None)
+    checker.run()
+    return tuple(checker.used)
+
+
+class _Checker:
+    """Walks the AST of a segment and builds the checked tree, or raises a located error."""
+
+    def __init__(self, text: str, fields: Mapping[str, str] | None) -> None:
+        if not isinstance(text, str):
+            raise SegmentError(f"a segment is text, not {type(text).__name__}")
+        # One line, so that every position is a column of the text the marketer wrote.
+        line = text.replace("\r", " ").replace("\n", " ")
+        self.source = line.strip()
+        self.line, self.lead = line.rstrip(), len(line) - len(line.lstrip())
+        self.fields, self.used = fields, dict[str, None]()
+
+    def run(self) -> _Node | None:
+        if self.source.lower() in ("", "all"):
+            return None
+        if len(self.source) > _MAX_LENGTH:
+            raise SegmentError(f"segment is longer than {_MAX_LENGTH} characters")
+        if "\x00" in self.source:
+            raise SegmentError("segment contains a NUL character")
+        try:
+            tree = ast.parse(self.source, mode="eval")
+            return self.condition(tree.body)
+        except SyntaxError as exc:
+            col = exc.offset - 1 if exc.offset and exc.lineno == 1 else len(self.source)
+            detail = "" if exc.msg == "invalid syntax" else f" ({exc.msg})"
+            raise self.located(f"invalid syntax{detail}", col) from None
+        except (ValueError, RecursionError, MemoryError) as exc:
+            if isinstance(exc, SegmentError):
+                raise
+            raise SegmentError(f"segment cannot be parsed ({type(exc).__name__})") from None
+
+    def located(self, message: str, col: int) -> SegmentError:
+        col = min(max(col, 0), len(self.source)) + self.lead
+        return SegmentError(f"{message} at column {col + 1}:\n  {self.line}\n  {' ' * col}^")
+
+    def error(self, node: ast.AST, message: str) -> SegmentError:
+        # ast offsets count UTF-8 bytes; the caret counts characters.
+        prefix = self.source.encode()[: getattr(node, "col_offset", 0)]
+        return self.located(message, len(prefix.decode(errors="ignore")))
+
+    def forbidden(self, node: ast.AST) -> SegmentError:
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitAnd | ast.BitOr):
+            return self.error(node, "use 'and' / 'or' instead of '&' / '|'")
+        if isinstance(node, ast.BinOp):
+            return self.error(node, "arithmetic is not allowed")
+        if isinstance(node, ast.UnaryOp):
+            return self.error(node, "only 'not' and a minus sign before a number are allowed")
+        return self.error(node, _FORBIDDEN.get(type(node), f"{type(node).__name__} is not allowed"))
+
+    def condition(self, node: ast.expr) -> _Node:
+        if isinstance(node, ast.BoolOp):
+            parts = tuple(self.condition(v) for v in node.values)
+            return _BoolOp(parts, conjunction=isinstance(node.op, ast.And))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            return _Not(self.condition(node.operand))
+        if isinstance(node, ast.Compare):
+            return self.compare(node)
+        if isinstance(node, ast.Name):
+            ref = self.field(node)
+            if ref.kind == "text":
+                hint = f'compare it, e.g. {ref.name} == "..."'
+                raise self.error(node, f"text field {ref.name!r} is not a condition; {hint}")
+            return _Truthy(ref)
+        if isinstance(node, ast.Constant | ast.Tuple | ast.List):
+            raise self.error(node, "a constant is not a condition; compare a field with it")
+        raise self.forbidden(node)
+
+    def field(self, node: ast.Name) -> _Field:
+        name = node.id
+        if self.fields is not None and name not in self.fields:
+            close = difflib.get_close_matches(name, list(self.fields), n=3, cutoff=0.6)
+            hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+            raise self.error(node, f"unknown field {name!r}{hint}")
+        self.used.setdefault(name)
+        return _Field(name, None if self.fields is None else self.fields[name])
+
+    def constant(self, node: ast.expr) -> _Const:
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            inner = self.constant(node.operand) if isinstance(node.operand, ast.Constant) else None
+            if inner is None or inner.kind != "number":
+                raise self.error(node, "a minus sign goes before a number only")
+            return _Const(-inner.value, "number")
+        if not isinstance(node, ast.Constant):
+            raise self.forbidden(node)
+        value = node.value
+        if isinstance(value, bool):
+            return _Const(value, "bool")
+        if isinstance(value, int | float) and abs(value) < 1e300:
+            return _Const(value, "number")
+        if isinstance(value, str):
+            return _Const(value, "text")
+        shown = "None" if value is None else f"the value {value!r}"[:40]
+        raise self.error(node, f"{shown} is not allowed; use a string, a number, True or False")
+
+    def operand(self, node: ast.expr) -> _Field | _Const:
+        if isinstance(node, ast.Name):
+            return self.field(node)
+        if isinstance(node, ast.Tuple | ast.List):
+            raise self.error(node, "a list of values goes after 'in' or 'not in' only")
+        return self.constant(node)
+
+    def compare(self, node: ast.Compare) -> _Node:
+        terms, parts = [node.left, *node.comparators], list[_Node]()
+        for i, op in enumerate(node.ops):
+            if isinstance(op, ast.In | ast.NotIn):
+                if i + 1 < len(node.ops):
+                    raise self.error(terms[i + 1], "a list of values cannot be compared further")
+                parts.append(self.member(terms[i], terms[i + 1], negate=isinstance(op, ast.NotIn)))
+            elif type(op) in _SYMBOLS:
+                parts.append(
+                    self.pair(node, op, self.operand(terms[i]), self.operand(terms[i + 1]))
+                )
+            else:
+                raise self.error(node, "use == / != instead of 'is' / 'is not'")
+        return parts[0] if len(parts) == 1 else _BoolOp(tuple(parts), conjunction=True)
+
+    def pair(
+        self, node: ast.AST, op: ast.cmpop, left: _Field | _Const, right: _Field | _Const
+    ) -> _Node:
+        symbol = _SYMBOLS[type(op)]
+        if isinstance(left, _Const) and isinstance(right, _Const):
+            raise self.error(node, "this compares two constants; one side must be a field")
+        kinds, what = {left.kind, right.kind} - {None}, f"{_shown(left)} and {_shown(right)}"
+        if symbol in ("<", "<=", ">", ">=") and not kinds <= {"number"}:
+            raise self.error(node, f"ordering ({symbol}) needs numbers, not {what}")
+        # A number field equals True / False as 1 / 0, like the 0/1 flags among the features.
+        flag = kinds == {"number", "bool"} and "bool" in (_const_kind(left), _const_kind(right))
+        if len(kinds) > 1 and not flag:
+            raise self.error(node, f"cannot compare {what}")
+        if flag:
+            left, right = _as_number_const(left), _as_number_const(right)
+        if isinstance(left, _Const):
+            symbol, left, right = _FLIPPED[symbol], right, left
+        assert isinstance(left, _Field)  # two constants were refused above
+        return _Compare(left, right, _OPS[symbol])
+
+    def member(self, left: ast.expr, right: ast.expr, *, negate: bool) -> _Node:
+        if not isinstance(left, ast.Name):
+            raise self.error(left, "the left side of 'in' / 'not in' must be a field")
+        ref = self.field(left)
+        if isinstance(right, ast.Set):
+            raise self.forbidden(right)
+        if not isinstance(right, ast.Tuple | ast.List):
+            raise self.error(right, '\'in\' needs a tuple of values, e.g. ("a", "b")')
+        if not right.elts:
+            raise self.error(right, "an empty list of values matches nobody")
+        values = [self.constant(v) for v in right.elts]
+        kinds = {v.kind for v in values}
+        expected = ref.kind or (next(iter(kinds - {"bool"})) if kinds != {"bool"} else "bool")
+        allowed = {expected, "bool"} if expected == "number" else {expected}
+        if not kinds <= allowed:
+            raise self.error(
+                right, f"the values after 'in' must be {expected} values for {_shown(ref)}"
+            )
+        if expected == "number":
+            values = [_Const(float(v.value), "number") for v in values]
+        return _Member(ref, tuple(v.value for v in values), negate)
+
+
+def _const_kind(term: _Field | _Const) -> str | None:
+    return term.kind if isinstance(term, _Const) else None
+
+
+def _as_number_const(term: _Field | _Const) -> _Field | _Const:
+    return _Const(float(term.value), "number") if isinstance(term, _Const) else term
+
+
+def _shown(term: _Field | _Const) -> str:
+    if isinstance(term, _Field):
+        return f"{term.kind} field {term.name!r}" if term.kind else f"field {term.name!r}"
+    return f"the {term.kind} {term.value!r}"
