@@ -77,7 +77,8 @@ class CustomerState:
     __slots__ = (
         "customer_id", "signup_at", "timezone", "consents", "attributes", "channels",
         "purchases", "monetary", "last_purchase", "recent_purchases", "open_tickets",
-        "last_ticket_change", "complaints", "unsubscribes", "cancelled", "last_event",
+        "last_ticket_change", "complaints", "last_complaint", "unsubscribes", "cancelled",
+        "last_event",
         "last_owned_contact", "last_owned_response", "pressure", "activity", "hour_counts",
         "weekday_counts", "app_opens", "web_visits", "spend", "known",
     )  # fmt: skip
@@ -106,6 +107,7 @@ class CustomerState:
         self.open_tickets = 0
         self.last_ticket_change: float | None = None
         self.complaints = 0
+        self.last_complaint: float | None = None  # paid media and revalidation look at its age
         self.unsubscribes = 0
         self.cancelled = False
         self.last_event: float | None = None
@@ -189,6 +191,7 @@ class CustomerState:
                 self.consents[channel] = True  # type: ignore[index]
         elif kind is EventType.COMPLAINT:
             self.complaints += 1
+            self.last_complaint = _latest(self.last_complaint, ts)
         elif kind is EventType.SUPPORT_TICKET_OPENED:
             self.open_tickets += 1
             self.last_ticket_change = _latest(self.last_ticket_change, ts)
@@ -254,6 +257,7 @@ class CustomerState:
         self.app_opens += other.app_opens
         self.web_visits += other.web_visits
         self.complaints += other.complaints
+        self.last_complaint = _latest(self.last_complaint, other.last_complaint)
         self.hour_counts = [a + b for a, b in zip(self.hour_counts, other.hour_counts, strict=True)]
         self.weekday_counts = [
             a + b for a, b in zip(self.weekday_counts, other.weekday_counts, strict=True)
@@ -296,6 +300,7 @@ class CustomerState:
             "open_tickets": self.open_tickets,
             "last_ticket_change": self.last_ticket_change,
             "complaints": self.complaints,
+            "last_complaint": self.last_complaint,
             "unsubscribes": self.unsubscribes,
             "cancelled": self.cancelled,
             "last_event": self.last_event,
@@ -330,6 +335,7 @@ class CustomerState:
             "last_owned_response", "app_opens", "web_visits", "spend", "known",
         ):  # fmt: skip
             setattr(state, name, data[name])
+        state.last_complaint = data.get("last_complaint")  # absent in states saved before it
         state.recent_purchases = deque((t, c) for t, c in data["recent_purchases"])
         state.pressure = DecayedCount(state.pressure.tau, *data["pressure"])
         state.activity = DecayedCount(_ACTIVITY_TAU, *data["activity"])
