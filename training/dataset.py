@@ -13,9 +13,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from decisioning.guardrails import ContactPolicy
-from decisioning.objectives import Objective
-from decisioning.segment import Segment
 
 from decisioning.actions import Action, ActionSpace, Slot
 from decisioning.channels import Channel
@@ -24,6 +21,9 @@ from decisioning.customer_view import CustomerState
 from decisioning.errors import LearningError
 from decisioning.fatigue import DAY
 from decisioning.features import ACTION_FEATURES, BEHAVIOUR_FEATURES
+from decisioning.guardrails import ContactPolicy
+from decisioning.objectives import Objective
+from decisioning.segment import Segment, attribute_kinds, field_catalogue
 from training.rewards import RewardParts, attribute_rewards
 
 _DECISION, _EVENT, _SEND = 0, 1, 2
@@ -103,7 +103,8 @@ def decision_moments(
     without any contact within a day are sampled as do-nothing decisions, as many as there are
     contacts.
     """
-    mine = contacts[contacts["objective"].isna() | (contacts["objective"] == objective.id)]
+    logged_for = contacts["objective"].fillna("").astype(str)
+    mine = contacts[(logged_for == "") | (logged_for == objective.id)]
     report = {"logged_decisions": len(mine)}
     has_nothing = bool((mine["channel"] == Channel.NONE.value).any())
     if sample_nothing is None:
@@ -221,7 +222,8 @@ class _Replay:
         self.code = {cid: i for i, cid in enumerate(ids)}
         self.ids = ids
         # anonymous events go to the customer their anonymous id is later identified as
-        links = events[(events["type"] == "identify") & events["anonymous_id"].notna()]
+        anon_ids = events["anonymous_id"].fillna("").astype(str)
+        links = events[(events["type"] == "identify") & (anon_ids != "")]
         self.anon_owner = dict(zip(links["anonymous_id"], links["customer_id"], strict=False))
         ev_owner = events["customer_id"].where(
             events["customer_id"].astype(str) != "", events["anonymous_id"].map(self.anon_owner)
@@ -316,7 +318,7 @@ class _Replay:
                     a.apply(ts=t, type=etype, channel=_opt(ev_channel[r]),
                             value=_optf(ev_value[r]), category=_opt(ev_category[r]))  # fmt: skip
                     continue
-                if etype == "identify" and isinstance(ev_anon[r], str) and ev_anon[r] in anon:
+                if etype == "identify" and ev_anon[r] in anon:
                     state.merge(anon.pop(ev_anon[r]))
                 state.apply(ts=t, type=etype, channel=_opt(ev_channel[r]),
                             value=_optf(ev_value[r]), category=_opt(ev_category[r]))  # fmt: skip
@@ -384,18 +386,7 @@ _CORE_COLUMNS = frozenset(
 
 def _segment_fields(customers: pd.DataFrame) -> dict[str, str]:
     """The fields a segment may name: behavioural features and the customers' attribute columns."""
-    fields = dict.fromkeys(BEHAVIOUR_FEATURES, "number")
-    for col in customers.columns:
-        if col in _CORE_COLUMNS:
-            continue
-        dtype = customers[col].dtype
-        if pd.api.types.is_bool_dtype(dtype):
-            fields[col] = "bool"
-        elif pd.api.types.is_numeric_dtype(dtype):
-            fields[col] = "number"
-        else:
-            fields[col] = "text"
-    return fields
+    return dict(field_catalogue(attribute_kinds(customers, exclude=_CORE_COLUMNS)))
 
 
 def _costs(frame: pd.DataFrame, objective: Objective) -> np.ndarray:

@@ -1,0 +1,89 @@
+"""Short explanations of decisions, in the words a marketer reads."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from decisioning.actions import Action, Slot
+from decisioning.decision import ActionValue, BlockedAction
+
+_CHANNEL_WORDS = {
+    "email": "an e-mail",
+    "sms": "an SMS",
+    "push": "a push notification",
+    "whatsapp": "a WhatsApp message",
+    "paid_social": "a paid social ad",
+}
+_SLOT_WORDS = {
+    Slot.NOW: "now",
+    Slot.TODAY_NOON: "at noon",
+    Slot.TODAY_EVENING: "this evening",
+    Slot.TOMORROW_MORNING: "tomorrow morning",
+    Slot.TOMORROW_EVENING: "tomorrow evening",
+    Slot.WEEKEND_MORNING: "on the weekend morning",
+}
+_RULE_WORDS = {
+    "support_ticket": "a support ticket is open",
+    "consent": "no consent",
+    "quiet_hours": "quiet hours",
+    "purchase_cooldown": "just bought",
+    "category_cooldown": "just bought this category",
+    "complaint": "recent complaint",
+    "channel_cap": "channel frequency cap",
+    "contact_cap": "frequency cap",
+    "waterfall": "owned channels not tried first",
+    "budget": "budget spent",
+    "one_voice": "already contacted by another objective",
+}
+
+
+def describe_action(action: Action) -> str:
+    """``send an e-mail this evening`` or ``do nothing``."""
+    if action.is_nothing:
+        return "do nothing"
+    return f"send {_CHANNEL_WORDS[action.channel.value]} {_SLOT_WORDS[action.slot]}"
+
+
+def explain(
+    *,
+    action: Action,
+    objective_name: str | None,
+    expected_value: float | None,
+    nothing_value: float | None,
+    alternatives: Sequence[ActionValue] = (),
+    blocked: Sequence[BlockedAction] = (),
+    holdout: bool = False,
+    fallback: bool = False,
+    n_actions: int = 0,
+) -> str:
+    """One or two sentences: what was decided, why, and what the contact policy ruled out."""
+    goal = f" for {objective_name}" if objective_name else ""
+    if holdout:
+        return (
+            f"Do nothing{goal}: this customer is in the objective's holdout, kept to measure lift."
+        )
+    what = describe_action(action)
+    parts = [what[0].upper() + what[1:] + goal]
+    if fallback:
+        parts.append("(rule-based fallback: no trained model yet)")
+    if expected_value is not None and not action.is_nothing:
+        base = nothing_value if nothing_value is not None else 0.0
+        parts.append(f"expected net value {expected_value:+.2f} vs {base:+.2f} for doing nothing")
+    elif action.is_nothing:
+        best = next((a for a in alternatives if a.action != "none"), None)
+        if best is not None:
+            parts.append(
+                f"no contact is expected to pay off (best: {best.action} at "
+                f"{best.expected_value:+.2f} vs {(nothing_value or 0.0):+.2f})"
+            )
+        elif n_actions and len(blocked) >= n_actions - 1:
+            parts.append("every contact is blocked by the contact policy")
+    text = "; ".join([parts[0] + (" " + parts[1] if fallback else ""), *parts[1 + fallback :]])
+    if blocked:
+        rules = Counter(b.rule for b in blocked)
+        listed = ", ".join(
+            f"{_RULE_WORDS.get(rule, rule)} ({count})" for rule, count in rules.most_common(3)
+        )
+        text += f". Blocked: {listed}"
+    return text + "."
