@@ -1,0 +1,1 @@
+"""The simulator, closed-loop experiments and the benchmarks."""
