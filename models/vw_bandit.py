@@ -1,0 +1,302 @@
+"""The online contextual bandit: Vowpal Wabbit's ``cb_explore_adf``, learning from every reward.
+
+Two VW workspaces learn the same examples: the *explorer* (``--cb_explore_adf`` with epsilon-
+greedy or SquareCB exploration) gives the action distribution, and the *valuer* (``--cb_adf``,
+the same reward regression without exploration) gives each action's predicted cost, which
+``cb_explore_adf`` does not expose. Both use ``--cb_type mtr`` (a regression of the logged
+action's importance-weighted cost), so the valuer's scores are the estimates the explorer acts
+on. A cost is the action's cost minus its reward (``subtract_costs``) or minus the reward.
+VW models keep their optimiser state (``--save_resume`` is VW's default), so a saved or
+pickled bandit goes on learning exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+from vowpalwabbit import Workspace
+
+from decisioning.actions import Action
+from decisioning.errors import InvalidInput
+from decisioning.policy import DecisionContext
+from models.baselines import BasePolicy
+from models.encoding import BanditBatch, FeatureSpec, vw_context_lines, vw_examples
+
+_EXPLORATIONS = ("epsilon", "squarecb")
+_FORMAT = 1  # version of the saved-file layout
+_LOCK_GUARD = threading.Lock()  # so two threads never give one bandit two locks
+
+
+def _workspace_from_bytes(data: bytes) -> Workspace:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.vw"
+        path.write_bytes(data)
+        return Workspace(arg_list=["-i", str(path), "--quiet"])
+
+
+def _workspace_to_bytes(ws: Workspace) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.vw"
+        ws.save(str(path))
+        return path.read_bytes()
+
+
+class VWBandit(BasePolicy, BaseEstimator):
+    """A contextual bandit over the action space, trained on logged and live feedback.
+
+    Parameters
+    ----------
+    exploration : {"squarecb", "epsilon"}
+        SquareCB (inverse-gap weighting, ``gamma_scale`` x updates^``gamma_exponent``) or
+        epsilon-greedy with ``epsilon``.
+    interactions : tuple of str
+        VW ``-q`` pairs of namespaces: ``c`` customer, ``a`` attributes, ``x`` channel/slot/
+        action indicators, ``f`` numeric action features.
+    learning_rate, power_t, l2, bits : VW's ``-l``, ``--power_t``, ``--l2``, ``-b``.
+    passes : int
+        Passes ``fit`` makes over the batch, in order (online learning over time).
+    seed : int
+        VW's ``--random_seed`` and the seed of :meth:`choose`.
+    """
+
+    def __init__(
+        self,
+        *,
+        exploration: str = "squarecb",
+        epsilon: float = 0.05,
+        gamma_scale: float = 10.0,
+        gamma_exponent: float = 0.5,
+        interactions: tuple[str, ...] = ("cx", "ax", "cf", "xf"),
+        learning_rate: float = 0.5,
+        power_t: float = 0.5,
+        l2: float = 0.0,
+        bits: int = 18,
+        passes: int = 1,
+        subtract_costs: bool = True,
+        max_categories: int = 32,
+        seed: int = 0,
+        name: str = "vw_bandit",
+    ) -> None:
+        self.exploration = exploration
+        self.epsilon = epsilon
+        self.gamma_scale = gamma_scale
+        self.gamma_exponent = gamma_exponent
+        self.interactions = interactions
+        self.learning_rate = learning_rate
+        self.power_t = power_t
+        self.l2 = l2
+        self.bits = bits
+        self.passes = passes
+        self.subtract_costs = subtract_costs
+        self.max_categories = max_categories
+        self.seed = seed
+        self.name = name
+
+    # -- building -----------------------------------------------------------------------------
+
+    def _arguments(self, *, explore: bool) -> list[str]:
+        if self.exploration not in _EXPLORATIONS:
+            raise InvalidInput(
+                f"exploration must be one of {_EXPLORATIONS}, got {self.exploration!r}"
+            )
+        for pair in self.interactions:
+            if len(pair) != 2 or not set(pair) <= set("caxf"):
+                raise InvalidInput(f"interaction {pair!r} is not a pair of namespaces c, a, x, f")
+        args = ["--cb_type", "mtr", "-b", str(self.bits), "-l", repr(float(self.learning_rate))]
+        args += ["--power_t", repr(float(self.power_t)), "--random_seed", str(self.seed), "--quiet"]
+        if self.l2:
+            args += ["--l2", repr(float(self.l2))]
+        for pair in self.interactions:
+            args += ["-q", pair]
+        if not explore:
+            return ["--cb_adf", *args]
+        if self.exploration == "epsilon":
+            if not 0.0 <= self.epsilon <= 1.0:
+                raise InvalidInput(f"epsilon must lie in [0, 1], got {self.epsilon}")
+            return ["--cb_explore_adf", "--epsilon", repr(float(self.epsilon)), *args]
+        return [
+            "--cb_explore_adf",
+            "--squarecb",
+            "--gamma_scale",
+            repr(float(self.gamma_scale)),
+            "--gamma_exponent",
+            repr(float(self.gamma_exponent)),
+            *args,
+        ]
+
+    def _start(self, batch: BanditBatch) -> None:
+        if self.passes < 1:
+            raise InvalidInput(f"passes must be at least 1, got {self.passes}")
+        self.spec_ = FeatureSpec.from_batch(batch, max_categories=self.max_categories)
+        self.explorer_ = Workspace(arg_list=self._arguments(explore=True))
+        self.valuer_ = Workspace(arg_list=self._arguments(explore=False))
+        self.n_updates_ = 0
+
+    def _lock(self) -> threading.Lock:
+        # VW workspaces are not thread-safe; the service may decide from several threads.
+        lock = self.__dict__.get("_vw_lock")
+        if lock is None:
+            with _LOCK_GUARD:
+                lock = self.__dict__.setdefault("_vw_lock", threading.Lock())
+        return lock
+
+    # -- learning -----------------------------------------------------------------------------
+
+    def fit(self, batch: BanditBatch) -> VWBandit:
+        """Learn from scratch on a logged batch (in row order), ``passes`` times."""
+        batch.feedback()
+        self._start(batch)
+        for _ in range(self.passes):
+            self._learn(batch)
+        return self
+
+    def partial_fit(self, batch: BanditBatch) -> VWBandit:
+        """Learn from new logged rows, once each, starting a model if there is none."""
+        batch.feedback()
+        if not hasattr(self, "spec_"):
+            self._start(batch)
+        self._learn(batch)
+        return self
+
+    def learn_one(
+        self, context: DecisionContext, action: int | str | Action, reward: float, pscore: float
+    ) -> VWBandit:
+        """Learn from one decision's outcome: the action taken, its reward and propensity."""
+        batch = BanditBatch.from_contexts(
+            [context], action=[action], reward=[reward], pscore=[pscore]
+        )
+        return self.partial_fit(batch)
+
+    def _learn(self, batch: BanditBatch) -> None:
+        action, reward, _ = batch.feedback()
+        cost = -reward
+        if self.subtract_costs:
+            cost = cost + batch.costs[np.arange(len(batch)), action]
+        with self._lock():
+            for lines, _ in vw_examples(batch, self.spec_, cost=cost):
+                self.explorer_.learn(lines)
+                self.valuer_.learn(lines)
+        self.n_updates_ += len(batch)
+
+    # -- deciding -----------------------------------------------------------------------------
+
+    def action_distributions(self, batch: BanditBatch) -> np.ndarray:
+        """VW's pmf over each context's eligible actions (the only ones it sees), zero elsewhere."""
+        check_is_fitted(self)
+        out = np.zeros((len(batch), batch.n_actions), dtype=float)
+        with self._lock():
+            for i, (lines, idx) in enumerate(vw_examples(batch, self.spec_)):
+                out[i, idx] = self.explorer_.predict(lines)
+        # VW's pmf is float32: renormalise so it sums to 1 in float64.
+        return out / out.sum(axis=1, keepdims=True)
+
+    def values(self, batch: BanditBatch) -> np.ndarray:
+        """Predicted net value (VW's cost, negated) of every action in every context: (n, A)."""
+        check_is_fitted(self)
+        out = np.empty((len(batch), batch.n_actions), dtype=float)
+        with self._lock():
+            for i, (lines, idx) in enumerate(vw_examples(batch, self.spec_, all_actions=True)):
+                out[i, idx] = self.valuer_.predict(lines)
+        return -out
+
+    def action_distribution(self, context: DecisionContext) -> np.ndarray:
+        check_is_fitted(self)
+        lines, idx = vw_context_lines(context, self.spec_)
+        out = np.zeros(len(context.actions), dtype=float)
+        with self._lock():
+            out[idx] = self.explorer_.predict(lines)
+        return out / out.sum()
+
+    def expected_values(self, context: DecisionContext) -> np.ndarray:
+        check_is_fitted(self)
+        lines, idx = vw_context_lines(context, self.spec_, all_actions=True)
+        out = np.empty(len(context.actions), dtype=float)
+        with self._lock():
+            out[idx] = self.valuer_.predict(lines)
+        return -out
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "explorer_")
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "format": _FORMAT,
+            "params": {
+                k: list(v) if isinstance(v, tuple) else v for k, v in self.get_params().items()
+            },
+            "fitted": hasattr(self, "explorer_"),
+            "n_updates": getattr(self, "n_updates_", 0),
+            "spec": self.spec_.to_dict() if hasattr(self, "spec_") else None,
+        }
+
+    @classmethod
+    def _from_parts(
+        cls, state: dict[str, Any], explorer: bytes | None, valuer: bytes | None
+    ) -> VWBandit:
+        if state.get("format") != _FORMAT:
+            raise InvalidInput(f"unknown VW bandit file format {state.get('format')!r}")
+        params = dict(state["params"])
+        params["interactions"] = tuple(params["interactions"])
+        bandit = cls(**params)
+        if state["fitted"]:
+            if explorer is None or valuer is None:
+                raise InvalidInput("a saved fitted VW bandit lacks its VW models")
+            bandit.spec_ = FeatureSpec.from_dict(state["spec"])
+            bandit.explorer_ = _workspace_from_bytes(explorer)
+            bandit.valuer_ = _workspace_from_bytes(valuer)
+            bandit.n_updates_ = int(state["n_updates"])
+        return bandit
+
+    def save(self, path: str | Path) -> Path:
+        """Write the whole bandit (settings, feature spec, both VW models) to one zip file."""
+        path = Path(path)
+        with self._lock(), zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("bandit.json", json.dumps(self._state(), indent=2))
+            if hasattr(self, "explorer_"):
+                zf.writestr("explorer.vw", _workspace_to_bytes(self.explorer_))
+                zf.writestr("valuer.vw", _workspace_to_bytes(self.valuer_))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> VWBandit:
+        """A bandit saved by :meth:`save`, ready to decide and to go on learning."""
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = set(zf.namelist())
+                state = json.loads(zf.read("bandit.json"))
+                explorer = zf.read("explorer.vw") if "explorer.vw" in names else None
+                valuer = zf.read("valuer.vw") if "valuer.vw" in names else None
+        except (zipfile.BadZipFile, KeyError) as err:
+            raise InvalidInput(f"{path} is not a saved VW bandit: {err}") from None
+        return cls._from_parts(state, explorer, valuer)
+
+    def to_bytes(self) -> bytes:
+        """The bytes :meth:`save` writes, for stores that keep models in memory or a database."""
+        with tempfile.TemporaryDirectory() as tmp:
+            return self.save(Path(tmp) / "bandit.zip").read_bytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> VWBandit:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "bandit.zip"
+            path.write_bytes(data)
+            return cls.load(path)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"bandit_zip": self.to_bytes(), "rng": self.__dict__.get("_rng")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        restored = self.from_bytes(state["bandit_zip"])
+        self.__dict__.update(restored.__dict__)
+        if state.get("rng") is not None:
+            self.__dict__["_rng"] = state["rng"]

@@ -1,0 +1,127 @@
+"""The VW bandit: exploration, online learning, and exact save/load and pickling."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.exceptions import NotFittedError
+
+from decisioning.errors import InvalidInput
+from decisioning.policy import validate_distribution
+from models.encoding import BanditBatch
+from models.vw_bandit import VWBandit
+from tests.models.conftest import SPACE, make_context, make_logged_batch
+
+EMAIL = [i for i, a in enumerate(SPACE) if a.channel.value == "email"]
+OTHER_PAID = [i for i, a in enumerate(SPACE) if a.channel.value in ("sms", "whatsapp")]
+
+
+@pytest.fixture(scope="module")
+def small_log():
+    return make_logged_batch(np.random.default_rng(5), 400)
+
+
+@pytest.fixture(scope="module")
+def bandit(logged_batch):
+    return VWBandit(exploration="squarecb", seed=1).fit(logged_batch)
+
+
+def _probes(n: int = 6, seed: int = 9, **features: float):
+    rng = np.random.default_rng(seed)
+    return [make_context(rng, eligible_share=0.7, **features) for _ in range(n)]
+
+
+def test_learns_the_planted_effect(bandit):
+    every = np.ones(len(SPACE), dtype=bool)
+    rng = np.random.default_rng(4)
+    active = BanditBatch.from_contexts(
+        [make_context(rng, eligible=every, activity=1.0) for _ in range(20)]
+    )
+    values = bandit.values(active)
+    assert values[:, EMAIL].mean() > values[:, OTHER_PAID].mean() + 0.1
+    dist = bandit.action_distributions(active)
+    assert dist[:, EMAIL].sum(axis=1).mean() > 0.5
+
+
+def test_distribution_covers_only_eligible_actions(bandit):
+    for ctx in _probes():
+        dist = bandit.action_distribution(ctx)
+        validate_distribution(dist, ctx.eligible)
+        assert np.all(dist[ctx.eligible] > 0)  # SquareCB keeps every eligible action possible
+
+
+def test_epsilon_exploration_spreads_epsilon(small_log):
+    bandit = VWBandit(exploration="epsilon", epsilon=0.2).fit(small_log)
+    ctx = _probes(1)[0]
+    dist = bandit.action_distribution(ctx)
+    k = int(ctx.eligible.sum())
+    assert np.isclose(np.sort(dist[ctx.eligible])[0], 0.2 / k, atol=1e-5)
+    assert np.isclose(dist.max(), 1 - 0.2 + 0.2 / k, atol=1e-5)
+
+
+def test_save_load_restores_predictions_and_learning_state(small_log, tmp_path):
+    bandit = VWBandit(seed=2).fit(small_log)
+    path = bandit.save(tmp_path / "bandit.zip")
+    loaded = VWBandit.load(path)
+    assert loaded.get_params() == bandit.get_params()
+    assert loaded.spec_ == bandit.spec_ and loaded.n_updates_ == 400
+    probes = BanditBatch.from_contexts(_probes())
+    assert np.array_equal(loaded.action_distributions(probes), bandit.action_distributions(probes))
+    assert np.array_equal(loaded.values(probes), bandit.values(probes))
+    more = make_logged_batch(np.random.default_rng(6), 50)
+    bandit.partial_fit(more)
+    loaded.partial_fit(more)
+    assert np.array_equal(loaded.values(probes), bandit.values(probes))
+    assert np.array_equal(loaded.action_distributions(probes), bandit.action_distributions(probes))
+
+
+def test_online_rewards_move_the_model_towards_the_rewarded_action(small_log, tmp_path):
+    bandit = VWBandit.load(VWBandit(seed=3).fit(small_log).save(tmp_path / "b.zip"))
+    ctx = _probes(1, seed=12)[0]
+    a = int(np.flatnonzero(ctx.eligible)[-1])
+    value_before = bandit.expected_values(ctx)[a]
+    prob_before = bandit.action_distribution(ctx)[a]
+    for _ in range(30):
+        bandit.learn_one(ctx, SPACE[a], reward=1.0, pscore=0.2)
+    assert bandit.expected_values(ctx)[a] > value_before + 0.2
+    assert bandit.action_distribution(ctx)[a] > prob_before
+    assert bandit.n_updates_ == 430
+
+
+def test_pickle_round_trip(small_log):
+    bandit = VWBandit(exploration="epsilon", epsilon=0.1).fit(small_log)
+    again = pickle.loads(pickle.dumps(bandit))
+    probes = BanditBatch.from_contexts(_probes())
+    assert np.array_equal(again.action_distributions(probes), bandit.action_distributions(probes))
+    assert np.array_equal(again.values(probes), bandit.values(probes))
+
+
+def test_partial_fit_starts_a_model_and_unfitted_bandits_refuse(small_log):
+    with pytest.raises(NotFittedError):
+        VWBandit().action_distribution(_probes(1)[0])
+    bandit = VWBandit().partial_fit(small_log.select(np.arange(20)))
+    assert bandit.n_updates_ == 20
+    validate_distribution(bandit.action_distribution(small_log.context(0)), small_log.eligible[0])
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"exploration": "thompson"}, "exploration must be one of"),
+        ({"interactions": ("cz",)}, "interaction 'cz' is not a pair"),
+        ({"exploration": "epsilon", "epsilon": 1.5}, "epsilon must lie in"),
+        ({"passes": 0}, "passes must be at least 1"),
+    ],
+)
+def test_bad_settings_are_rejected(small_log, params, message):
+    with pytest.raises(InvalidInput, match=message):
+        VWBandit(**params).fit(small_log)
+
+
+def test_load_rejects_other_files(tmp_path):
+    path = tmp_path / "junk.zip"
+    path.write_bytes(b"not a zip")
+    with pytest.raises(InvalidInput, match="is not a saved VW bandit"):
+        VWBandit.load(path)
