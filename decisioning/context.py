@@ -3,34 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from decisioning.actions import ActionSpace, send_at, zone
+from decisioning.actions import ActionSpace
 from decisioning.customer_view import CustomerState
-from decisioning.features import action_feature_rows, customer_features
+from decisioning.features import action_feature_matrix, customer_features
 from decisioning.policy import DecisionContext
 
 if TYPE_CHECKING:
     from decisioning.guardrails import ContactPolicy, Eligibility
-
-
-def slot_send_times(actions: ActionSpace, now: float, timezone: str) -> np.ndarray:
-    """When each action's slot sends, before any quiet-hours deferral (do nothing: ``now``)."""
-    moment = datetime.fromtimestamp(now, zone("UTC"))
-    by_slot: dict[Any, float] = {}
-    out = np.empty(len(actions), dtype=float)
-    for i, action in enumerate(actions):
-        if action.is_nothing:
-            out[i] = now
-            continue
-        ts = by_slot.get(action.slot)
-        if ts is None:
-            ts = by_slot[action.slot] = send_at(action.slot, moment, timezone).timestamp()
-        out[i] = ts
-    return out
 
 
 def build_context(
@@ -44,12 +27,12 @@ def build_context(
     promoted_category: str | None = None,
     pending: Sequence[float] = (),
     request: Mapping[str, Any] | None = None,
+    customer: dict[str, float] | None = None,
 ) -> tuple[DecisionContext, Eligibility]:
     """The policy's view of ``state`` at ``now`` and the contact policy's verdict on each action.
 
-    Action features use the real send time (after quiet-hours deferral) where the action is
-    allowed, and the slot's own time where it is blocked (a logged action may have been taken
-    under another contact policy, and still needs its features to be learnt from).
+    Action features use the real send time, after quiet-hours deferral. ``customer`` takes
+    the customer's features when the caller has them already.
     """
     eligibility = policy.evaluate(
         state,
@@ -60,10 +43,11 @@ def build_context(
         promoted_category=promoted_category,
         pending=pending,
     )
-    customer = customer_features(state, now)
-    raw = slot_send_times(actions, now, state.timezone)
-    times = np.where(np.isfinite(eligibility.send_at), eligibility.send_at, raw)
-    rows = action_feature_rows(state, actions.actions, now, customer, times.tolist())
+    if customer is None:
+        customer = customer_features(state, now)
+    rows = action_feature_matrix(
+        state, actions.actions, now, customer, eligibility.send_at.tolist()
+    )
     context = DecisionContext(
         customer_id=state.customer_id,
         now=now,

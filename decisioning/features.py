@@ -11,8 +11,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+
 from decisioning.actions import Action, send_at, zone
-from decisioning.channels import CONSENT_CHANNELS, CONTACT_CHANNELS
+from decisioning.channels import CONSENT_CHANNELS, CONTACT_CHANNELS, Channel
 from decisioning.customer_view import CustomerState
 from decisioning.fatigue import DAY
 
@@ -199,28 +201,44 @@ def _action_row(
     }
 
 
-def action_feature_rows(
+def action_feature_matrix(
     state: CustomerState,
     actions: Sequence[Action],
     now: float,
     customer: dict[str, float],
     send_times: Sequence[float],
-) -> list[dict[str, float]]:
-    """Features of every action at once; local times are worked out once per distinct send time."""
+) -> np.ndarray:
+    """Features of every action as a (len(actions), len(ACTION_FEATURES)) array.
+
+    Row i equals ``action_features(state, actions[i], now, customer, send_ts=send_times[i])``;
+    local times and per-channel figures are worked out once, not once per action.
+    """
     tz = zone(state.timezone)
-    local_cache: dict[float, tuple[int, int]] = {}
-    nothing = dict.fromkeys(ACTION_FEATURES, 0.0)
-    rows: list[dict[str, float]] = []
-    for action, ts in zip(actions, send_times, strict=True):
-        if action.is_nothing:
-            rows.append(nothing)
+    out = np.zeros((len(actions), len(ACTION_FEATURES)), dtype=np.float64)
+    by_time: dict[float, tuple[float, float, float]] = {}
+    by_channel: dict[str, tuple[float, float, float, float]] = {}
+    for i, (action, ts) in enumerate(zip(actions, send_times, strict=True)):
+        if action.channel is Channel.NONE:
             continue
-        hw = local_cache.get(ts)
-        if hw is None:
+        timed = by_time.get(ts)
+        if timed is None:
             local = datetime.fromtimestamp(ts, tz)
-            hw = local_cache[ts] = (local.hour, local.weekday())
-        rows.append(_action_row(action.channel.value, customer, state, ts - now, hw[0], hw[1]))
-    return rows
+            timed = by_time[ts] = (
+                float(local.hour),
+                1.0 if local.weekday() >= 5 else 0.0,
+                hour_affinity(state, local.hour),
+            )
+        ch = action.channel.value
+        per = by_channel.get(ch)
+        if per is None:
+            per = by_channel[ch] = (
+                customer[f"{ch}_open_rate"],
+                customer[f"{ch}_click_rate"],
+                customer[f"{ch}_contacts_7d"],
+                customer[f"{ch}_days_since_open"],
+            )
+        out[i] = (1.0, (ts - now) / 3600.0, timed[0], timed[1], timed[2], *per)
+    return out
 
 
 def attribute_features(state: CustomerState) -> dict[str, Any]:

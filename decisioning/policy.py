@@ -7,7 +7,6 @@ seeded generator, so every decision carries the propensity of the action it took
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -21,7 +20,9 @@ from decisioning.errors import InvalidInput
 class DecisionContext:
     """What a policy sees for one customer at one moment.
 
-    ``action_features[i]`` describes ``actions[i]`` for this customer; ``eligible[i]`` says
+    ``action_features`` is a (len(actions), len(ACTION_FEATURES)) array whose row i describes
+    ``actions[i]`` for this customer (columns in ``decisioning.features.ACTION_FEATURES`` order);
+    ``eligible[i]`` says
     whether the contact policy lets it through (``eligible[0]``, doing nothing, is always True).
     ``request`` holds the caller's key-value context (device, weather, ...).
     """
@@ -31,7 +32,7 @@ class DecisionContext:
     actions: ActionSpace
     customer: dict[str, float]
     attributes: dict[str, Any]
-    action_features: Sequence[dict[str, float]]
+    action_features: np.ndarray
     eligible: np.ndarray
     request: dict[str, Any] = field(default_factory=dict)
     costs: np.ndarray | None = None  # cost of each action, for policies that net it out

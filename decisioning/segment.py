@@ -3,8 +3,8 @@
 A segment is parsed once with :func:`ast.parse` and checked against a whitelist of node types
 (``and``/``or``/``not``, comparisons, field names, constants, tuples of constants) and against a
 field catalogue (name -> ``"number"``, ``"text"`` or ``"bool"``); it is never evaluated as
-Python. The checked tree compiles to nested closures for one customer (:meth:`Segment.matches`)
-and to array operations for a table (:meth:`Segment.mask`).
+Python. The checked tree (:mod:`decisioning.segment_eval`) compiles to nested closures for one
+customer (:meth:`Segment.matches`) and to array operations for a table (:meth:`Segment.mask`).
 
 A missing value (absent key or column, ``None``, NaN, or a value of another type than the
 field's kind) makes every comparison on that field False, ``!=`` and ``not in`` included, and
@@ -26,11 +26,22 @@ import pandas as pd
 
 from decisioning.errors import SegmentError
 from decisioning.features import BEHAVIOUR_FEATURES
+from decisioning.segment_eval import (
+    BoolOp,
+    Columns,
+    Compare,
+    Const,
+    Field,
+    Matcher,
+    Member,
+    Node,
+    Not,
+    Truthy,
+)
 
 FieldKind = Literal["number", "text", "bool"]
 KINDS: tuple[str, ...] = ("number", "text", "bool")
 _MAX_LENGTH = 2000
-Matcher = Callable[[Mapping[str, Any]], bool]
 
 _SYMBOLS = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
 _OPS: dict[str, Callable[[Any, Any], Any]] = {
@@ -127,181 +138,6 @@ def field_catalogue(
     return catalogue
 
 
-# -- values of one customer and columns of a table, coerced to a field's kind -------------------
-
-
-def _as_number(value: Any) -> float | None:
-    if isinstance(value, numbers.Real | np.bool_):
-        x = float(value)
-        return None if x != x else x
-    return None
-
-
-def _as_text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _as_bool(value: Any) -> bool | None:
-    return bool(value) if isinstance(value, bool | np.bool_) else None
-
-
-_COERCE: dict[str, Callable[[Any], Any]] = {
-    "number": _as_number,
-    "text": _as_text,
-    "bool": _as_bool,
-}
-
-
-class _Columns:
-    """The columns of a table coerced once per field: (values, valid) arrays."""
-
-    def __init__(self, frame: pd.DataFrame) -> None:
-        self.frame, self.n = frame, len(frame)
-        self.cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-
-    def get(self, ref: _Field) -> tuple[np.ndarray, np.ndarray]:
-        if ref.name not in self.cache:
-            self.cache[ref.name] = self._coerce(ref)
-        return self.cache[ref.name]
-
-    def _coerce(self, ref: _Field) -> tuple[np.ndarray, np.ndarray]:
-        n, kind = self.n, ref.kind
-        if ref.name not in self.frame.columns:
-            return np.zeros(n), np.zeros(n, dtype=bool)
-        column = self.frame[ref.name]
-        if isinstance(column, pd.DataFrame):
-            raise SegmentError(f"column {ref.name!r} appears more than once in the table")
-        numeric = pd.api.types.is_numeric_dtype(column.dtype)
-        if kind == "number" and numeric:
-            values = column.to_numpy(dtype=float, na_value=np.nan)
-            return values, ~np.isnan(values)
-        if kind == "bool" and column.dtype == bool:
-            return column.to_numpy(dtype=bool), np.ones(n, dtype=bool)
-        coerce = _COERCE[kind or "text"]
-        cells = [coerce(v) for v in column.to_numpy(dtype=object)]
-        valid = np.fromiter((c is not None for c in cells), dtype=bool, count=n)
-        blank = {"number": 0.0, "text": "", "bool": False}[kind or "text"]
-        dtype = {"number": float, "text": object, "bool": bool}[kind or "text"]
-        values = np.array([blank if c is None else c for c in cells], dtype=dtype)
-        return values, valid
-
-
-# -- the checked tree: each node compiles to a closure and evaluates over columns --------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Field:
-    name: str
-    kind: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class _Const:
-    value: Any
-    kind: str
-
-
-class _Node:
-    def compile(self) -> Matcher:
-        raise NotImplementedError
-
-    def mask(self, cols: _Columns) -> np.ndarray:
-        raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class _BoolOp(_Node):
-    parts: tuple[_Node, ...]
-    conjunction: bool
-
-    def compile(self) -> Matcher:
-        fns, stop = tuple(p.compile() for p in self.parts), not self.conjunction
-
-        def run(values: Mapping[str, Any]) -> bool:
-            for fn in fns:
-                if fn(values) is stop:
-                    return stop
-            return not stop
-
-        return run
-
-    def mask(self, cols: _Columns) -> np.ndarray:
-        reduce = np.logical_and if self.conjunction else np.logical_or
-        return reduce.reduce([p.mask(cols) for p in self.parts])
-
-
-@dataclass(frozen=True)
-class _Not(_Node):
-    part: _Node
-
-    def compile(self) -> Matcher:
-        fn = self.part.compile()
-        return lambda values: not fn(values)
-
-    def mask(self, cols: _Columns) -> np.ndarray:
-        return ~self.part.mask(cols)
-
-
-@dataclass(frozen=True)
-class _Truthy(_Node):
-    ref: _Field
-
-    def compile(self) -> Matcher:
-        name, coerce = self.ref.name, _COERCE[self.ref.kind or "number"]
-        return lambda values: bool(coerce(values.get(name)))
-
-    def mask(self, cols: _Columns) -> np.ndarray:
-        values, valid = cols.get(self.ref)
-        return valid & (values != 0)
-
-
-@dataclass(frozen=True)
-class _Compare(_Node):
-    left: _Field  # a constant on the left is swapped to the right at parse time
-    right: _Field | _Const
-    op: Callable[[Any, Any], Any]
-
-    def compile(self) -> Matcher:
-        op, left, right = self.op, self.left, self.right
-        lname, lcoerce = left.name, _COERCE[left.kind or "text"]
-        if isinstance(right, _Const):
-            c = right.value
-            return lambda v: (x := lcoerce(v.get(lname))) is not None and bool(op(x, c))
-        rname, rcoerce = right.name, _COERCE[right.kind or "text"]
-
-        def field_field(v: Mapping[str, Any]) -> bool:
-            x, y = lcoerce(v.get(lname)), rcoerce(v.get(rname))
-            return x is not None and y is not None and bool(op(x, y))
-
-        return field_field
-
-    def mask(self, cols: _Columns) -> np.ndarray:
-        left, ok = cols.get(self.left)
-        if isinstance(self.right, _Const):
-            right = self.right.value
-        else:
-            right, valid = cols.get(self.right)
-            ok = ok & valid
-        return ok & np.asarray(self.op(left, right), dtype=bool)
-
-
-@dataclass(frozen=True)
-class _Member(_Node):
-    ref: _Field
-    items: tuple[Any, ...]
-    negate: bool
-
-    def compile(self) -> Matcher:
-        name, coerce, negate = self.ref.name, _COERCE[self.ref.kind or "text"], self.negate
-        items = frozenset(self.items)
-        return lambda v: (x := coerce(v.get(name))) is not None and (x in items) is not negate
-
-    def mask(self, cols: _Columns) -> np.ndarray:
-        values, valid = cols.get(self.ref)
-        found = pd.Series(values, copy=False).isin(list(self.items)).to_numpy(dtype=bool)
-        return valid & (found != self.negate)
-
-
 # -- the segment ---------------------------------------------------------------------------------
 
 
@@ -311,7 +147,7 @@ class Segment:
 
     text: str
     fields_used: tuple[str, ...]
-    _root: _Node | None = field(default=None, repr=False, compare=False)
+    _root: Node | None = field(default=None, repr=False, compare=False)
     _match: Matcher | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -349,7 +185,7 @@ class Segment:
         """Which rows of ``frame`` (one column per field) are in the segment, as a bool array."""
         if self._root is None:
             return np.ones(len(frame), dtype=bool)
-        return np.asarray(self._root.mask(_Columns(frame)), dtype=bool).reshape(len(frame))
+        return np.asarray(self._root.mask(Columns(frame)), dtype=bool).reshape(len(frame))
 
     def __str__(self) -> str:
         return self.text or "all"
@@ -374,7 +210,7 @@ class _Checker:
         self.line, self.lead = line.rstrip(), len(line) - len(line.lstrip())
         self.fields, self.used = fields, dict[str, None]()
 
-    def run(self) -> _Node | None:
+    def run(self) -> Node | None:
         if self.source.lower() in ("", "all"):
             return None
         if len(self.source) > _MAX_LENGTH:
@@ -411,12 +247,12 @@ class _Checker:
             return self.error(node, "only 'not' and a minus sign before a number are allowed")
         return self.error(node, _FORBIDDEN.get(type(node), f"{type(node).__name__} is not allowed"))
 
-    def condition(self, node: ast.expr) -> _Node:
+    def condition(self, node: ast.expr) -> Node:
         if isinstance(node, ast.BoolOp):
             parts = tuple(self.condition(v) for v in node.values)
-            return _BoolOp(parts, conjunction=isinstance(node.op, ast.And))
+            return BoolOp(parts, conjunction=isinstance(node.op, ast.And))
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-            return _Not(self.condition(node.operand))
+            return Not(self.condition(node.operand))
         if isinstance(node, ast.Compare):
             return self.compare(node)
         if isinstance(node, ast.Name):
@@ -424,47 +260,47 @@ class _Checker:
             if ref.kind == "text":
                 hint = f'compare it, e.g. {ref.name} == "..."'
                 raise self.error(node, f"text field {ref.name!r} is not a condition; {hint}")
-            return _Truthy(ref)
+            return Truthy(ref)
         if isinstance(node, ast.Constant | ast.Tuple | ast.List):
             raise self.error(node, "a constant is not a condition; compare a field with it")
         raise self.forbidden(node)
 
-    def field(self, node: ast.Name) -> _Field:
+    def field(self, node: ast.Name) -> Field:
         name = node.id
         if self.fields is not None and name not in self.fields:
             close = difflib.get_close_matches(name, list(self.fields), n=3, cutoff=0.6)
             hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
             raise self.error(node, f"unknown field {name!r}{hint}")
         self.used.setdefault(name)
-        return _Field(name, None if self.fields is None else self.fields[name])
+        return Field(name, None if self.fields is None else self.fields[name])
 
-    def constant(self, node: ast.expr) -> _Const:
+    def constant(self, node: ast.expr) -> Const:
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             inner = self.constant(node.operand) if isinstance(node.operand, ast.Constant) else None
             if inner is None or inner.kind != "number":
                 raise self.error(node, "a minus sign goes before a number only")
-            return _Const(-inner.value, "number")
+            return Const(-inner.value, "number")
         if not isinstance(node, ast.Constant):
             raise self.forbidden(node)
         value = node.value
         if isinstance(value, bool):
-            return _Const(value, "bool")
+            return Const(value, "bool")
         if isinstance(value, int | float) and abs(value) < 1e300:
-            return _Const(value, "number")
+            return Const(value, "number")
         if isinstance(value, str):
-            return _Const(value, "text")
+            return Const(value, "text")
         shown = "None" if value is None else f"the value {value!r}"[:40]
         raise self.error(node, f"{shown} is not allowed; use a string, a number, True or False")
 
-    def operand(self, node: ast.expr) -> _Field | _Const:
+    def operand(self, node: ast.expr) -> Field | Const:
         if isinstance(node, ast.Name):
             return self.field(node)
         if isinstance(node, ast.Tuple | ast.List):
             raise self.error(node, "a list of values goes after 'in' or 'not in' only")
         return self.constant(node)
 
-    def compare(self, node: ast.Compare) -> _Node:
-        terms, parts = [node.left, *node.comparators], list[_Node]()
+    def compare(self, node: ast.Compare) -> Node:
+        terms, parts = [node.left, *node.comparators], list[Node]()
         for i, op in enumerate(node.ops):
             if isinstance(op, ast.In | ast.NotIn):
                 if i + 1 < len(node.ops):
@@ -476,13 +312,11 @@ class _Checker:
                 )
             else:
                 raise self.error(node, "use == / != instead of 'is' / 'is not'")
-        return parts[0] if len(parts) == 1 else _BoolOp(tuple(parts), conjunction=True)
+        return parts[0] if len(parts) == 1 else BoolOp(tuple(parts), conjunction=True)
 
-    def pair(
-        self, node: ast.AST, op: ast.cmpop, left: _Field | _Const, right: _Field | _Const
-    ) -> _Node:
+    def pair(self, node: ast.AST, op: ast.cmpop, left: Field | Const, right: Field | Const) -> Node:
         symbol = _SYMBOLS[type(op)]
-        if isinstance(left, _Const) and isinstance(right, _Const):
+        if isinstance(left, Const) and isinstance(right, Const):
             raise self.error(node, "this compares two constants; one side must be a field")
         kinds, what = {left.kind, right.kind} - {None}, f"{_shown(left)} and {_shown(right)}"
         if symbol in ("<", "<=", ">", ">=") and not kinds <= {"number"}:
@@ -493,12 +327,12 @@ class _Checker:
             raise self.error(node, f"cannot compare {what}")
         if flag:
             left, right = _as_number_const(left), _as_number_const(right)
-        if isinstance(left, _Const):
+        if isinstance(left, Const):
             symbol, left, right = _FLIPPED[symbol], right, left
-        assert isinstance(left, _Field)  # two constants were refused above
-        return _Compare(left, right, _OPS[symbol])
+        assert isinstance(left, Field)  # two constants were refused above
+        return Compare(left, right, _OPS[symbol])
 
-    def member(self, left: ast.expr, right: ast.expr, *, negate: bool) -> _Node:
+    def member(self, left: ast.expr, right: ast.expr, *, negate: bool) -> Node:
         if not isinstance(left, ast.Name):
             raise self.error(left, "the left side of 'in' / 'not in' must be a field")
         ref = self.field(left)
@@ -517,19 +351,19 @@ class _Checker:
                 right, f"the values after 'in' must be {expected} values for {_shown(ref)}"
             )
         if expected == "number":
-            values = [_Const(float(v.value), "number") for v in values]
-        return _Member(ref, tuple(v.value for v in values), negate)
+            values = [Const(float(v.value), "number") for v in values]
+        return Member(ref, tuple(v.value for v in values), negate)
 
 
-def _const_kind(term: _Field | _Const) -> str | None:
-    return term.kind if isinstance(term, _Const) else None
+def _const_kind(term: Field | Const) -> str | None:
+    return term.kind if isinstance(term, Const) else None
 
 
-def _as_number_const(term: _Field | _Const) -> _Field | _Const:
-    return _Const(float(term.value), "number") if isinstance(term, _Const) else term
+def _as_number_const(term: Field | Const) -> Field | Const:
+    return Const(float(term.value), "number") if isinstance(term, Const) else term
 
 
-def _shown(term: _Field | _Const) -> str:
-    if isinstance(term, _Field):
+def _shown(term: Field | Const) -> str:
+    if isinstance(term, Field):
         return f"{term.kind} field {term.name!r}" if term.kind else f"field {term.name!r}"
     return f"the {term.kind} {term.value!r}"

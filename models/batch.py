@@ -22,6 +22,7 @@ import numpy as np
 from decisioning.actions import Action, ActionSpace
 from decisioning.channels import DEFAULT_COSTS
 from decisioning.errors import InvalidInput
+from decisioning.features import ACTION_FEATURES
 from decisioning.policy import DecisionContext
 
 
@@ -115,7 +116,7 @@ class BanditBatch:
         first = contexts[0]
         space = first.actions
         c_names = tuple(first.customer)
-        f_names = tuple(first.action_features[0])
+        f_names = ACTION_FEATURES
         n, n_actions = len(contexts), len(space)
         customer = np.empty((n, len(c_names)), dtype=np.float32)
         feats = np.empty((n, n_actions, len(f_names)), dtype=np.float32)
@@ -128,7 +129,7 @@ class BanditBatch:
                 raise InvalidInput(f"context {i} uses another action space than context 0")
             try:
                 customer[i] = [ctx.customer[k] for k in c_names]
-                feats[i] = [[row[k] for k in f_names] for row in ctx.action_features]
+                feats[i] = ctx.action_features
             except KeyError as err:
                 raise InvalidInput(f"context {i} lacks feature {err.args[0]!r}") from None
             except ValueError:
@@ -214,10 +215,7 @@ class BanditBatch:
             actions=self.actions,
             customer=dict(zip(self.customer_names, self.customer[i].tolist(), strict=True)),
             attributes=attrs,
-            action_features=[
-                dict(zip(self.action_feature_names, row, strict=True))
-                for row in self.action_features[i].tolist()
-            ],
+            action_features=_in_context_order(self.action_features[i], self.action_feature_names),
             eligible=self.eligible[i].copy(),
             request=dict(self.requests[i]) if self.requests else {},
             costs=self.costs[i].copy(),
@@ -325,3 +323,11 @@ class FeatureSpec:
     @classmethod
     def from_json(cls, text: str) -> FeatureSpec:
         return cls.from_dict(json.loads(text))
+
+
+def _in_context_order(features: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """Action features reordered into ``ACTION_FEATURES`` columns, as contexts hold them."""
+    if tuple(names) == ACTION_FEATURES:
+        return features.astype(float)
+    pos = {k: i for i, k in enumerate(names)}
+    return features[:, [pos[k] for k in ACTION_FEATURES]].astype(float)

@@ -21,6 +21,7 @@ import numpy as np
 
 from decisioning.actions import Action
 from decisioning.errors import InvalidInput
+from decisioning.features import ACTION_FEATURES
 from decisioning.policy import DecisionContext
 from models.batch import (
     BanditBatch,
@@ -222,6 +223,9 @@ def row_matrix(
     return _design(spec, ctx, feats[np.arange(len(batch))[:, None], idx], idx)
 
 
+_ACTION_POS = {k: i for i, k in enumerate(ACTION_FEATURES)}
+
+
 def _check_context(context: DecisionContext, spec: FeatureSpec) -> None:
     if action_keys(context.actions) != spec.action_keys:
         raise InvalidInput(
@@ -235,7 +239,8 @@ def _context_values(
 ) -> tuple[list[float], list[list[float]]]:
     try:
         customer = [context.customer[k] for k in spec.customer]
-        feats = [[context.action_features[i][k] for k in spec.action_features] for i in rows]
+        cols = [_ACTION_POS[k] for k in spec.action_features]
+        feats = context.action_features[np.ix_(list(rows), cols)].tolist()
     except KeyError as err:
         raise InvalidInput(f"the context lacks feature {err.args[0]!r} the model needs") from None
     return customer, feats

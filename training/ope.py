@@ -22,10 +22,20 @@ import numpy as np
 import pandas as pd
 
 from decisioning.errors import InvalidInput, LearningError
+from training.ope_checks import (
+    check_action,
+    check_action_dist,
+    check_action_in_range,
+    check_bootstrap,
+    check_clip,
+    check_estimated_rewards,
+    check_logged,
+    check_logged_with,
+    check_pscore,
+)
 
 ESTIMATORS: tuple[str, ...] = ("ips", "snips", "dm", "dr")
 _NEEDS_REWARD_MODEL = frozenset({"dm", "dr"})
-_ROW_SUM_ATOL = 1e-5  # float32 distributions over ~30 actions drift by ~1e-6 when summed
 _BLOCK = 1 << 22  # resampled rows held at once: bounds bootstrap memory to ~64 MB
 
 RandomState = int | np.random.Generator | None
@@ -118,10 +128,10 @@ def importance_weights(
     action: np.ndarray, action_dist: np.ndarray, pscore: np.ndarray
 ) -> np.ndarray:
     """Ratio of the evaluated to the logging probability of each logged action, shape (n,)."""
-    action = _action(action, None)
-    pscore = _pscore(pscore, action.shape[0])
-    action_dist = _action_dist(action_dist, "action_dist", action.shape[0])
-    _action_in_range(action, action_dist.shape[1])
+    action = check_action(action, None)
+    pscore = check_pscore(pscore, action.shape[0])
+    action_dist = check_action_dist(action_dist, "action_dist", action.shape[0])
+    check_action_in_range(action, action_dist.shape[1])
     return _weights(action, action_dist, pscore)
 
 
@@ -162,8 +172,8 @@ def ips(
     random_state: RandomState = None,
 ) -> Estimate:
     """Inverse propensity scoring: mean of w_i r_i, with w clipped at ``clip`` if given."""
-    reward, action, pscore, action_dist = _logged_with(reward, action, pscore, action_dist)
-    terms = _ips_terms(reward, _clipped(_weights(action, action_dist, pscore), _clip(clip)))
+    reward, action, pscore, action_dist = check_logged_with(reward, action, pscore, action_dist)
+    terms = _ips_terms(reward, _clipped(_weights(action, action_dist, pscore), check_clip(clip)))
     return _estimate([terms], n_bootstrap=n_bootstrap, alpha=alpha, random_state=random_state)[0]
 
 
@@ -178,7 +188,7 @@ def snips(
     random_state: RandomState = None,
 ) -> Estimate:
     """Self-normalised IPS: sum w_i r_i / sum w_i (NaN if the weights sum to zero)."""
-    reward, action, pscore, action_dist = _logged_with(reward, action, pscore, action_dist)
+    reward, action, pscore, action_dist = check_logged_with(reward, action, pscore, action_dist)
     terms = _snips_terms(reward, _weights(action, action_dist, pscore))
     return _estimate([terms], n_bootstrap=n_bootstrap, alpha=alpha, random_state=random_state)[0]
 
@@ -192,8 +202,8 @@ def dm(
     random_state: RandomState = None,
 ) -> Estimate:
     """Direct method: mean over rows of sum_a pi(a|x_i) q(x_i, a), the reward model's view."""
-    action_dist = _action_dist(action_dist, "action_dist", None)
-    q = _estimated_rewards(estimated_rewards, action_dist.shape)
+    action_dist = check_action_dist(action_dist, "action_dist", None)
+    q = check_estimated_rewards(estimated_rewards, action_dist.shape)
     terms = _dm_terms(action_dist, q)
     return _estimate([terms], n_bootstrap=n_bootstrap, alpha=alpha, random_state=random_state)[0]
 
@@ -211,9 +221,9 @@ def dr(
     random_state: RandomState = None,
 ) -> Estimate:
     """Doubly robust: DM plus the IPS-weighted residual w_i (r_i - q(x_i, a_i))."""
-    reward, action, pscore, action_dist = _logged_with(reward, action, pscore, action_dist)
-    q = _estimated_rewards(estimated_rewards, action_dist.shape)
-    w = _clipped(_weights(action, action_dist, pscore), _clip(clip))
+    reward, action, pscore, action_dist = check_logged_with(reward, action, pscore, action_dist)
+    q = check_estimated_rewards(estimated_rewards, action_dist.shape)
+    w = _clipped(_weights(action, action_dist, pscore), check_clip(clip))
     terms = _dr_terms(reward, action, action_dist, q, w)
     return _estimate([terms], n_bootstrap=n_bootstrap, alpha=alpha, random_state=random_state)[0]
 
@@ -236,7 +246,7 @@ def evaluate_policies(
     ``estimators`` defaults to all four when ``estimated_rewards`` is given and to IPS and SNIPS
     otherwise. All rows share one bootstrap, so the intervals are comparable across policies.
     """
-    reward, action, pscore = _logged(reward, action, pscore)
+    reward, action, pscore = check_logged(reward, action, pscore)
     n = reward.shape[0]
     if not policies:
         raise InvalidInput("policies: give at least one policy to evaluate")
@@ -247,15 +257,17 @@ def evaluate_policies(
         raise InvalidInput(f"estimators: {unknown or 'none'} given; choose from {ESTIMATORS}")
     if estimated_rewards is None and _NEEDS_REWARD_MODEL & set(estimators):
         raise InvalidInput("estimated_rewards: required by the dm and dr estimators")
-    clip = _clip(clip)
+    clip = check_clip(clip)
 
-    dists = {name: _action_dist(dist, f"policies[{name!r}]", n) for name, dist in policies.items()}
+    dists = {
+        name: check_action_dist(dist, f"policies[{name!r}]", n) for name, dist in policies.items()
+    }
     shapes = {dist.shape for dist in dists.values()}
     if len(shapes) > 1:
         raise InvalidInput(f"policies: distributions differ in shape {sorted(shapes)}")
     shape = shapes.pop()
-    _action_in_range(action, shape[1])
-    q = None if estimated_rewards is None else _estimated_rewards(estimated_rewards, shape)
+    check_action_in_range(action, shape[1])
+    q = None if estimated_rewards is None else check_estimated_rewards(estimated_rewards, shape)
 
     terms: list[_Terms] = []
     labels: list[tuple[str, float]] = []
@@ -319,12 +331,7 @@ def _estimate(
     terms: Sequence[_Terms], *, n_bootstrap: int, alpha: float, random_state: RandomState
 ) -> list[Estimate]:
     """Point estimates and percentile intervals for all ``terms`` from one shared bootstrap."""
-    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int | np.integer):
-        raise InvalidInput(f"n_bootstrap: must be an integer, got {n_bootstrap!r}")
-    if n_bootstrap < 1:
-        raise InvalidInput(f"n_bootstrap: must be at least 1, got {n_bootstrap}")
-    if not 0.0 < alpha < 1.0:
-        raise InvalidInput(f"alpha: must lie in (0, 1), got {alpha}")
+    check_bootstrap(n_bootstrap, alpha)
     rng = np.random.default_rng(random_state)
     # Distinct arrays only: IPS and SNIPS may share a numerator, SNIPS's weights are its den.
     slot: dict[int, int] = {}
@@ -377,96 +384,3 @@ def _percentiles(draws: np.ndarray, alpha: float) -> tuple[float, float]:
         return float("nan"), float("nan")
     low, high = np.quantile(finite, [alpha / 2.0, 1.0 - alpha / 2.0])
     return float(low), float(high)
-
-
-# ---------------------------------------------------------------------------------------------
-# Argument checks: each names the argument and, where it helps, the first offending row
-
-
-def _logged(
-    reward: np.ndarray, action: np.ndarray, pscore: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    reward = _vector(reward, "reward", None).astype(float, copy=False)
-    n = reward.shape[0]
-    if n == 0:
-        raise InvalidInput("reward: no logged decisions to evaluate on")
-    bad = np.flatnonzero(~np.isfinite(reward))
-    if bad.size:
-        raise InvalidInput(f"reward: not finite at row {bad[0]} ({reward[bad[0]]})")
-    return reward, _action(action, n), _pscore(pscore, n)
-
-
-def _logged_with(
-    reward: np.ndarray, action: np.ndarray, pscore: np.ndarray, action_dist: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    reward, action, pscore = _logged(reward, action, pscore)
-    action_dist = _action_dist(action_dist, "action_dist", reward.shape[0])
-    _action_in_range(action, action_dist.shape[1])
-    return reward, action, pscore, action_dist
-
-
-def _vector(x: np.ndarray, name: str, n: int | None) -> np.ndarray:
-    arr = np.asarray(x)
-    if arr.ndim != 1:
-        raise InvalidInput(f"{name}: must be 1-D, got shape {arr.shape}")
-    if n is not None and arr.shape[0] != n:
-        raise InvalidInput(f"{name}: has {arr.shape[0]} rows, the log has {n}")
-    return arr
-
-
-def _action(action: np.ndarray, n: int | None) -> np.ndarray:
-    arr = _vector(action, "action", n)
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise InvalidInput(f"action: must hold integer action indices, got dtype {arr.dtype}")
-    return arr
-
-
-def _action_in_range(action: np.ndarray, n_actions: int) -> None:
-    bad = np.flatnonzero((action < 0) | (action >= n_actions))
-    if bad.size:
-        raise InvalidInput(
-            f"action: index {action[bad[0]]} at row {bad[0]} is outside 0..{n_actions - 1}"
-        )
-
-
-def _pscore(pscore: np.ndarray, n: int) -> np.ndarray:
-    arr = _vector(pscore, "pscore", n).astype(float, copy=False)
-    bad = np.flatnonzero(~((arr > 0.0) & (arr <= 1.0)))
-    if bad.size:
-        raise InvalidInput(f"pscore: must lie in (0, 1]; row {bad[0]} is {arr[bad[0]]}")
-    return arr
-
-
-def _action_dist(dist: np.ndarray, name: str, n: int | None) -> np.ndarray:
-    arr = np.asarray(dist, dtype=float)
-    if arr.ndim != 2:
-        raise InvalidInput(f"{name}: must be 2-D (n, n_actions), got shape {arr.shape}")
-    if n is not None and arr.shape[0] != n:
-        raise InvalidInput(f"{name}: has {arr.shape[0]} rows, the log has {n}")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise InvalidInput(f"{name}: is empty, shape {arr.shape}")
-    sums = arr.sum(axis=1)
-    # min() and sum() are NaN-propagating, so one pass each catches NaN, inf and negatives.
-    if not (arr.min() >= 0.0) or not np.all(np.isfinite(sums)):
-        row = int(np.flatnonzero(~np.all(np.isfinite(arr) & (arr >= 0.0), axis=1))[0])
-        raise InvalidInput(f"{name}: row {row} has negative or non-finite probabilities")
-    off = np.flatnonzero(np.abs(sums - 1.0) > _ROW_SUM_ATOL)
-    if off.size:
-        raise InvalidInput(f"{name}: rows must sum to 1; row {off[0]} sums to {sums[off[0]]:.6g}")
-    return arr
-
-
-def _estimated_rewards(q: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    arr = np.asarray(q, dtype=float)
-    if arr.shape != shape:
-        raise InvalidInput(f"estimated_rewards: shape {arr.shape}, expected {shape}")
-    if not np.isfinite(arr.sum()):
-        row = int(np.flatnonzero(~np.all(np.isfinite(arr), axis=1))[0])
-        raise InvalidInput(f"estimated_rewards: row {row} is not finite")
-    return arr
-
-
-def _clip(clip: float | None) -> float | None:
-    if clip is not None and not clip > 0.0:
-        raise InvalidInput(f"clip: must be a positive weight cap or None, got {clip}")
-    return clip

@@ -81,7 +81,7 @@ def make_context(
         actions=actions,
         customer=customer,
         attributes=attributes,
-        action_features=[_action_row(rng, a, customer) for a in actions],
+        action_features=np.array([list(_action_row(rng, a, customer).values()) for a in actions]),
         eligible=np.asarray(eligible, dtype=bool),
         costs=default_costs(actions),
     )

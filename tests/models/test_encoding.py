@@ -48,7 +48,7 @@ def test_from_contexts_stacks_columns(batch, contexts):
     assert batch.action[2] == SPACE.index("email@today_noon")
     assert batch.customer[3, 1] == pytest.approx(contexts[3].customer["tenure_days"])
     assert batch.action_features[4, 7, 4] == pytest.approx(
-        contexts[4].action_features[7]["hour_affinity"]
+        contexts[4].action_features[7, ACTION_FEATURES.index("hour_affinity")]
     )
     assert set(batch.attributes) == {"segment", "plan", "country", "age"}
     assert batch.attributes["segment"][5] == contexts[5].attributes["segment"]

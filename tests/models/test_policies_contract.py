@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 
+from decisioning.features import ACTION_FEATURES
 from decisioning.policy import Policy, validate_distribution
 from models.baselines import (
     BestSingleChannelPolicy,
@@ -157,7 +158,7 @@ def test_waterfall_rules(features, eligible, expected):
 
 def test_waterfall_ties_go_to_the_sooner_slot():
     ctx = _waterfall_context(preferred_hour=19.0)
-    delays = [row["send_delay_hours"] for row in ctx.action_features]
+    delays = ctx.action_features[:, ACTION_FEATURES.index("send_delay_hours")]
     evening = [SPACE.index("email@today_evening"), SPACE.index("email@tomorrow_evening")]
     sooner = min(evening, key=lambda i: delays[i])
     assert _waterfall_choice(ctx) == SPACE[sooner].key
