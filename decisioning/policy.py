@@ -53,6 +53,15 @@ class Policy(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class ServedPolicy:
+    """The policy deciding for an objective, and the model version its decisions log."""
+
+    policy: Policy
+    model_version: str
+    fallback: bool = False
+
+
 def validate_distribution(dist: np.ndarray, eligible: np.ndarray, *, atol: float = 1e-6) -> None:
     """Raise if ``dist`` is not a probability distribution supported on ``eligible``."""
     if dist.shape != eligible.shape:

@@ -38,6 +38,11 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+@app.callback()
+def main_callback() -> None:
+    """Goal-driven next best action: objectives in, decisions out."""
+
+
 @app.command()
 def simulate(
     out: Annotated[Path, typer.Option(help="directory to write customers, contacts, events")],
@@ -58,5 +63,3 @@ def simulate(
     )  # fmt: skip
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()

@@ -29,20 +29,11 @@ from decisioning.explanation import explain
 from decisioning.guardrails import ContactPolicy, ContactPolicySettings, ScheduledDecision
 from decisioning.holdout import in_holdout
 from decisioning.objectives import Objective
-from decisioning.policy import Policy, draw
+from decisioning.policy import ServedPolicy, draw
 from decisioning.segment import Segment, attribute_kinds, field_catalogue
 from decisioning.store import Store
 
 HOUR = 3600.0
-
-
-@dataclass(frozen=True, slots=True)
-class ServedPolicy:
-    """The policy deciding for an objective, and the model version it logs."""
-
-    policy: Policy
-    model_version: str
-    fallback: bool = False
 
 
 class PolicySource(Protocol):

@@ -20,7 +20,7 @@ from decisioning.context import build_context
 from decisioning.customer_view import CustomerState
 from decisioning.errors import LearningError
 from decisioning.fatigue import DAY
-from decisioning.features import ACTION_FEATURES, BEHAVIOUR_FEATURES
+from decisioning.features import ACTION_FEATURES, BEHAVIOUR_FEATURES, customer_features
 from decisioning.guardrails import ContactPolicy
 from decisioning.objectives import Objective
 from decisioning.segment import Segment, attribute_kinds, field_catalogue
@@ -39,6 +39,7 @@ class TrainingSet:
     objective_id: str
     actions: ActionSpace
     customer_ids: np.ndarray  # (n,) str
+    decision_ids: np.ndarray  # (n,) str: the contact (decision) each example comes from
     ts: np.ndarray  # (n,) epoch seconds of the decision
     customer: np.ndarray  # (n, len(BEHAVIOUR_FEATURES)) float32
     attributes: pd.DataFrame  # (n, k) customer attribute columns
@@ -64,6 +65,7 @@ class TrainingSet:
             objective_id=self.objective_id,
             actions=self.actions,
             customer_ids=self.customer_ids[mask],
+            decision_ids=self.decision_ids[mask],
             ts=self.ts[mask],
             customer=self.customer[mask],
             attributes=self.attributes.iloc[
@@ -193,6 +195,7 @@ def build_training_set(
         objective_id=objective.id,
         actions=actions,
         customer_ids=built["customer_ids"],
+        decision_ids=built["decision_ids"],
         ts=built["ts"],
         customer=built["customer"],
         attributes=built["attributes"],
@@ -272,6 +275,7 @@ class _Replay:
         se_channel = se["channel"].to_numpy()
         se_cost = _costs(se, objective)
         mo_channel = mo["channel"].to_numpy()
+        mo_id = mo["contact_id"].to_numpy()
         mo_slot = mo["slot"].to_numpy() if "slot" in mo else np.full(len(mo), "now")
         mo_prop = mo["propensity"].to_numpy(dtype=float)
         mo_cost = _costs(mo, objective)
@@ -291,6 +295,7 @@ class _Replay:
         out_cost = np.zeros(n_max)
         out_ts = np.zeros(n_max)
         out_ids: list[str] = []
+        out_decisions: list[str] = []
         out_attr_rows: list[int] = []
         skipped: dict[str, int] = {}
         index = {a.key: i for i, a in enumerate(actions)}
@@ -334,30 +339,30 @@ class _Replay:
                 elif key not in index:
                     reason = f"action {key} not allowed by the objective"
                 if reason is None:
-                    costs = base_costs
-                    context, _ = build_context(
-                        state,
-                        actions=actions,
-                        now=t,
-                        policy=policy,
-                        costs=costs,
-                        promoted_category=category,
-                    )
-                    values = {**context.customer, **context.attributes}
-                    if not segment.matches(values):
+                    customer_f = customer_features(state, t)
+                    if not segment.matches({**customer_f, **state.attributes}):
                         reason = "customer outside the objective's segment"
                 if reason is not None:
                     skipped[reason] = skipped.get(reason, 0) + 1
                     continue
-                out_customer[n] = [context.customer[f] for f in BEHAVIOUR_FEATURES]
-                for i, rowf in enumerate(context.action_features):
-                    out_af[n, i] = [rowf[f] for f in ACTION_FEATURES]
+                context, _ = build_context(
+                    state,
+                    actions=actions,
+                    now=t,
+                    policy=policy,
+                    costs=base_costs,
+                    promoted_category=category,
+                    customer=customer_f,
+                )
+                out_customer[n] = [customer_f[f] for f in BEHAVIOUR_FEATURES]
+                out_af[n] = context.action_features
                 out_eligible[n] = context.eligible
                 out_action[n] = index[key]
                 out_pscore[n] = mo_prop[r]
                 out_cost[n] = mo_cost[r]
                 out_ts[n] = t
                 out_ids.append(self.ids[c])
+                out_decisions.append(mo_id[r])
                 out_attr_rows.append(c)
                 n += 1
         if self.unknown_customer_moments:
@@ -365,6 +370,7 @@ class _Replay:
         attrs = self.customers.iloc[out_attr_rows][attr_cols].reset_index(drop=True)
         return {
             "customer_ids": np.array(out_ids, dtype=object),
+            "decision_ids": np.array(out_decisions, dtype=object),
             "ts": out_ts[:n],
             "customer": out_customer[:n],
             "attributes": attrs,
