@@ -110,21 +110,40 @@ def propensities(train: TrainingSet, seed: int) -> tuple[np.ndarray, dict[str, A
     return pscore, info
 
 
-def train(
+@dataclass
+class Evaluation:
+    """The fitted learners and their off-policy evaluation on the hold-out period."""
+
+    data: TrainingSet
+    test_set: TrainingSet
+    test_batch: Any
+    candidates: Any
+    table: OPETable
+    dists: dict[str, np.ndarray]
+    outcome_metrics: dict[str, float]
+    prop_info: dict[str, Any]
+    notes: list[str]
+    n_train: int
+
+
+def fit_and_evaluate(
     *,
     objective: Objective,
     customers: pd.DataFrame,
     contacts: pd.DataFrame,
     events: pd.DataFrame,
     settings: Settings,
-    learner: LearnerSettings | None = None,
+    learner: LearnerSettings,
     contact_policy: ContactPolicySettings | None = None,
     test_fraction: float = 0.25,
-    force: bool = False,
     progress: Callable[[str, float], None] | None = None,
-) -> TrainResult:
-    """Train, evaluate, log and register a policy for ``objective`` from the history tables."""
-    learner = learner or LearnerSettings(seed=settings.seed)
+    registered: tuple[str, ...] = (CHAMPION,),
+) -> Evaluation:
+    """Build the examples, fit on the earlier period, evaluate everything on the later one.
+
+    ``registered`` names the registry aliases (champion, challenger) evaluated beside the
+    candidates, when they exist and share the objective's action space.
+    """
     step = progress or (lambda _what, _share: None)
     policy_settings = contact_policy or ContactPolicySettings()
     if objective.guardrails:
@@ -167,14 +186,17 @@ def train(
         for name, pol in candidates.policies.items()
     }
     client = connect(settings)
-    champion_version = alias_version(client, objective.id, CHAMPION)
-    if champion_version is not None:
+    for alias in registered:
+        if alias_version(client, objective.id, alias) is None:
+            continue
         try:
-            bundle = load_policy_bundle(objective.id)
+            bundle = load_policy_bundle(objective.id, alias)
             if bundle.action_keys == test_set.actions.keys:
-                dists["champion"] = bundle.policy.action_distributions(test_batch)  # type: ignore[attr-defined]
-        except Exception as err:  # a champion that cannot be loaded does not block training
-            notes.append(f"the champion could not be evaluated: {err}")
+                dists[alias] = bundle.policy.action_distributions(test_batch)  # type: ignore[attr-defined]
+            else:
+                notes.append(f"the {alias} uses another action space: not evaluated")
+        except Exception as err:  # a registered policy that cannot load does not block training
+            notes.append(f"the {alias} could not be evaluated: {err}")
     estimated = candidates.reward_model.predict(test_batch) - test_batch.costs
     table = evaluate_policies(
         reward=test_set.reward,
@@ -184,9 +206,53 @@ def train(
         estimated_rewards=estimated,
         random_state=learner.seed,
     )
+    data.report["overlap"] = prop_info["overlap"]
+    return Evaluation(
+        data=data,
+        test_set=test_set,
+        test_batch=test_batch,
+        candidates=candidates,
+        table=table,
+        dists=dists,
+        outcome_metrics=outcome_metrics,
+        prop_info=prop_info,
+        notes=notes,
+        n_train=len(train_set),
+    )
+
+
+def train(
+    *,
+    objective: Objective,
+    customers: pd.DataFrame,
+    contacts: pd.DataFrame,
+    events: pd.DataFrame,
+    settings: Settings,
+    learner: LearnerSettings | None = None,
+    contact_policy: ContactPolicySettings | None = None,
+    test_fraction: float = 0.25,
+    force: bool = False,
+    progress: Callable[[str, float], None] | None = None,
+) -> TrainResult:
+    """Train, evaluate, log and register a policy for ``objective`` from the history tables."""
+    learner = learner or LearnerSettings(seed=settings.seed)
+    step = progress or (lambda _what, _share: None)
+    ev = fit_and_evaluate(
+        objective=objective,
+        customers=customers,
+        contacts=contacts,
+        events=events,
+        settings=settings,
+        learner=learner,
+        contact_policy=contact_policy,
+        test_fraction=test_fraction,
+        progress=progress,
+    )
+    table, dists, test_set = ev.table, ev.dists, ev.test_set
     candidate = max(LEARNED, key=lambda n: _value(table, n, "dr") if n in dists else -np.inf)
-    metrics = _metrics(table, dists, outcome_metrics, prop_info, len(train_set), len(test_set))
+    metrics = _metrics(table, dists, ev.outcome_metrics, ev.prop_info, ev.n_train, len(test_set))
     step("logging to MLflow", 0.85)
+    client = connect(settings)
     mlflow.set_experiment(experiment_id=experiment_for(f"objective/{objective.id}", settings))
     with mlflow.start_run(run_name=f"{objective.id} v{objective.version}") as run:
         mlflow.log_params(_params(objective, learner, candidate, test_fraction))
@@ -197,13 +263,14 @@ def train(
             frame.to_csv(workdir / "ope_table.csv", index=False)
             plots.policy_values(frame, workdir / "ope_values.png")
             plots.feature_importance(
-                candidates.reward_model.feature_importances(), workdir / "feature_importance.png"
+                ev.candidates.reward_model.feature_importances(),
+                workdir / "feature_importance.png",
             )
-            report = {**data.report, "warnings": notes, "overlap": prop_info["overlap"]}
+            report = {**ev.data.report, "warnings": ev.notes}
             (workdir / "training_report.json").write_text(json.dumps(report, indent=2, default=str))
             mlflow.log_artifacts(str(workdir), artifact_path="evaluation")
             bundle = PolicyBundle(
-                policy=candidates.policies[candidate],
+                policy=ev.candidates.policies[candidate],
                 objective_id=objective.id,
                 objective_version=objective.version,
                 action_keys=test_set.actions.keys,
@@ -213,17 +280,22 @@ def train(
             )
             info = log_policy(
                 bundle,
-                example=test_batch.context(0),
+                example=ev.test_batch.context(0),
                 workdir=workdir,
                 registered_model_name=objective.id,
             )
         version = str(info.registered_model_version)
-        champion_dr = _value(table, "champion", "dr") if "champion" in dists else None
+        champion_dr = _value(table, CHAMPION, "dr") if CHAMPION in dists else None
+        candidate_low = _ci_low(table, candidate, "dr")
+        client.set_model_version_tag(objective.id, version, "dr_ci_low", f"{candidate_low:.6f}")
+        client.set_model_version_tag(
+            objective.id, version, "dr", f"{_value(table, candidate, 'dr'):.6f}"
+        )
         promotion = promote(
             client,
             objective.id,
             version,
-            candidate_ci_low=_ci_low(table, candidate, "dr"),
+            candidate_ci_low=candidate_low,
             champion_value=champion_dr,
             force=force,
         )
@@ -237,7 +309,7 @@ def train(
         promotion=promotion,
         table=table.to_frame(),
         metrics=metrics,
-        warnings=notes,
+        warnings=ev.notes,
         report=report,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -11,7 +12,15 @@ from experiments.simulator import SimulationConfig, simulate
 
 
 def run_simulate(
-    *, out: Path, customers: int, days: int, seed: int, logging: str, fmt: str, console: Console
+    *,
+    out: Path,
+    customers: int,
+    days: int,
+    seed: int,
+    logging: str,
+    fmt: str,
+    console: Console,
+    start: datetime | None = None,
 ) -> None:
     """Simulate ``customers`` over ``days`` under a logging policy and write the three tables."""
     if logging not in ("uniform", "legacy"):
@@ -21,7 +30,7 @@ def run_simulate(
     started = time.perf_counter()
     with console.status(f"simulating {customers:,} customers over {days} days"):
         history = simulate(
-            SimulationConfig(customers=customers, days=days, seed=seed, policy=logging)
+            SimulationConfig(customers=customers, days=days, seed=seed, policy=logging, start=start)
         )
         paths = history.write(out, format=fmt)
     console.print(
