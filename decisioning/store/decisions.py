@@ -1,0 +1,345 @@
+"""The decision log: every decision with its distribution, what became of it, and its reward."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from decisioning.actions import Action
+from decisioning.decision import ActionValue, BlockedAction, Decision
+from decisioning.errors import Conflict, InvalidInput, NotFound
+from decisioning.store.engine import StoreBase, chunks
+from decisioning.store.schema import DECISION_STATUSES, contacts, decisions
+
+Moment = datetime | float
+
+#: which status a decision may move to from each status (a terminal status allows none)
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "scheduled": frozenset({"sent", "delivered", "suppressed", "failed", "cancelled", "expired"}),
+    "sent": frozenset({"delivered", "failed"}),
+    "delivered": frozenset(),
+    "suppressed": frozenset(),
+    "failed": frozenset(),
+    "cancelled": frozenset(),
+    "expired": frozenset(),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedDecision:
+    """A decision as logged, with its delivery status and (once known) its reward."""
+
+    decision: Decision
+    status: str
+    status_at: datetime
+    reward: float | None = None
+    reward_source: str | None = None
+    rewarded_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionCount:
+    """How many decisions took one action, in or out of the holdout, per status."""
+
+    action: str
+    channel: str
+    holdout: bool
+    status: str
+    count: int
+    rewarded: int
+    reward_sum: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSpend:
+    """Contacts sent on a channel and what they cost (missing costs count as zero)."""
+
+    channel: str
+    contacts: int
+    cost: float
+
+
+def default_status(decision: Decision) -> str:
+    """``scheduled`` for a contact to send; ``suppressed`` when nothing goes out."""
+    return "scheduled" if decision.is_contact and not decision.holdout else "suppressed"
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def _row(decision: Decision, status: str, now: datetime) -> dict[str, Any]:
+    if status not in TRANSITIONS:
+        raise InvalidInput(f"decision {decision.decision_id!r}: unknown status {status!r}")
+    action = decision.action
+    doc = {
+        "actions": list(decision.actions),
+        "distribution": [float(p) for p in decision.distribution],
+        "eligible": [bool(e) for e in decision.eligible],
+        "alternatives": [[a.action, _finite(a.expected_value)] for a in decision.alternatives],
+        "blocked": [[b.action, b.rule, b.reason] for b in decision.blocked],
+        "explanation": decision.explanation,
+        "context": dict(decision.context),
+    }
+    return {
+        "decision_id": decision.decision_id,
+        "customer_id": decision.customer_id,
+        "objective_id": decision.objective_id,
+        "objective_version": decision.objective_version,
+        "decided_at": decision.decided_at,
+        "send_at": decision.send_at,
+        "action": action.key,
+        "channel": action.channel.value,
+        "slot": None if action.is_nothing else action.slot.value,
+        "propensity": float(decision.propensity),
+        "expected_value": _finite(decision.expected_value),
+        "model_version": decision.model_version,
+        "holdout": bool(decision.holdout),
+        "fallback": bool(decision.fallback),
+        "doc": doc,
+        "status": status,
+        "status_at": now,
+    }
+
+
+def _logged(row: Any) -> LoggedDecision:
+    doc = row.doc
+    decision = Decision(
+        decision_id=row.decision_id,
+        customer_id=row.customer_id,
+        decided_at=row.decided_at,
+        objective_id=row.objective_id,
+        objective_version=row.objective_version,
+        action=Action.from_key(row.action),
+        send_at=row.send_at,
+        propensity=row.propensity,
+        model_version=row.model_version,
+        actions=tuple(doc["actions"]),
+        distribution=tuple(doc["distribution"]),
+        eligible=tuple(doc["eligible"]),
+        expected_value=row.expected_value,
+        alternatives=tuple(ActionValue(a, v) for a, v in doc["alternatives"]),
+        blocked=tuple(BlockedAction(a, r, why) for a, r, why in doc["blocked"]),
+        holdout=row.holdout,
+        fallback=row.fallback,
+        explanation=doc["explanation"],
+        context=doc["context"],
+    )
+    return LoggedDecision(
+        decision=decision,
+        status=row.status,
+        status_at=row.status_at,
+        reward=row.reward,
+        reward_source=row.reward_source,
+        rewarded_at=row.rewarded_at,
+    )
+
+
+def _between(stmt: Any, column: Any, since: Moment | None, until: Moment | None) -> Any:
+    if since is not None:
+        stmt = stmt.where(column >= since)
+    if until is not None:
+        stmt = stmt.where(column < until)
+    return stmt
+
+
+class DecisionsMixin(StoreBase):
+    """Logging decisions, following their delivery, attaching rewards, and counting them."""
+
+    def log_decision(self, decision: Decision, *, status: str | None = None) -> bool:
+        """Log one decision; False if its id was logged already (the call changes nothing)."""
+        return self.log_decisions([decision], status=status) == 1
+
+    def log_decisions(self, batch: Iterable[Decision], *, status: str | None = None) -> int:
+        """Log decisions in one transaction; how many were new (known ids are skipped).
+
+        The status is ``status`` if given, else :func:`default_status` of each decision.
+        """
+        now = datetime.now(UTC)
+        rows = [_row(d, status or default_status(d), now) for d in batch]
+        if not rows:
+            return 0
+        with self._write() as conn:
+            return len(self._insert_new(conn, decisions, rows))
+
+    def get_decision(self, decision_id: str) -> LoggedDecision:
+        """The logged decision with this id."""
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(decisions).where(decisions.c.decision_id == decision_id)
+            ).first()
+        if row is None:
+            raise NotFound(f"decision {decision_id!r} not found")
+        return _logged(row)
+
+    def update_decision_status(
+        self, decision_id: str, status: str, *, at: Moment | None = None
+    ) -> LoggedDecision:
+        """Move the decision to ``status`` along :data:`TRANSITIONS`; the updated decision.
+
+        Setting the status it already has changes nothing; any other move not in
+        ``TRANSITIONS`` (e.g. sending a cancelled decision) raises ``Conflict``.
+        """
+        if status not in TRANSITIONS:
+            raise InvalidInput(
+                f"decision {decision_id!r}: unknown status {status!r} "
+                f"(expected one of: {', '.join(DECISION_STATUSES)})"
+            )
+        allowed_from = [s for s, targets in TRANSITIONS.items() if status in targets]
+        with self._write() as conn:
+            done = conn.execute(
+                sa.update(decisions)
+                .where(decisions.c.decision_id == decision_id, decisions.c.status.in_(allowed_from))
+                .values(status=status, status_at=at if at is not None else datetime.now(UTC))
+            ).rowcount
+            if not done:
+                current = conn.execute(
+                    sa.select(decisions.c.status).where(decisions.c.decision_id == decision_id)
+                ).scalar_one_or_none()
+                if current is None:
+                    raise NotFound(f"decision {decision_id!r} not found")
+                if current != status:
+                    raise Conflict(f"decision {decision_id!r} is {current}, cannot become {status}")
+        return self.get_decision(decision_id)
+
+    def set_reward(
+        self, decision_id: str, reward: float, source: str, *, at: Moment | None = None
+    ) -> None:
+        """Attach the decision's observed reward and where it came from (replaces any earlier)."""
+        if math.isnan(reward) or math.isinf(reward):
+            raise InvalidInput(f"decision {decision_id!r}: reward must be finite, got {reward}")
+        with self._write() as conn:
+            done = conn.execute(
+                sa.update(decisions)
+                .where(decisions.c.decision_id == decision_id)
+                .values(
+                    reward=float(reward),
+                    reward_source=source,
+                    rewarded_at=at if at is not None else datetime.now(UTC),
+                )
+            ).rowcount
+        if not done:
+            raise NotFound(f"decision {decision_id!r} not found")
+
+    def iter_decisions(
+        self,
+        objective_id: str | None = None,
+        since: Moment | None = None,
+        until: Moment | None = None,
+        *,
+        page: int = 1000,
+    ) -> Iterator[LoggedDecision]:
+        """Logged decisions with ``since <= decided_at < until``, oldest first, page by page."""
+        after: tuple[datetime, str] | None = None
+        while True:
+            stmt = sa.select(decisions).order_by(decisions.c.decided_at, decisions.c.decision_id)
+            stmt = _between(stmt, decisions.c.decided_at, since, until).limit(page)
+            if objective_id is not None:
+                stmt = stmt.where(decisions.c.objective_id == objective_id)
+            if after is not None:
+                when, last = after
+                stmt = stmt.where(
+                    sa.or_(
+                        decisions.c.decided_at > when,
+                        sa.and_(decisions.c.decided_at == when, decisions.c.decision_id > last),
+                    )
+                )
+            with self._read() as conn:
+                rows = conn.execute(stmt).all()
+            for row in rows:
+                yield _logged(row)
+            if len(rows) < page:
+                return
+            after = (rows[-1].decided_at, rows[-1].decision_id)
+
+    def pending_sends(self, customer_id: str, *, after: Moment | None = None) -> list[float]:
+        """Send times (epoch seconds) of the customer's scheduled, not yet sent contacts."""
+        return self.pending_sends_many([customer_id], after=after).get(customer_id, [])
+
+    def pending_sends_many(
+        self, customer_ids: Sequence[str], *, after: Moment | None = None
+    ) -> dict[str, list[float]]:
+        """:meth:`pending_sends` for many customers at once (customers with none left out)."""
+        out: dict[str, list[float]] = {}
+        with self._read() as conn:
+            for part in chunks(sorted(set(customer_ids))):
+                stmt = (
+                    sa.select(decisions.c.customer_id, decisions.c.send_at)
+                    .where(
+                        decisions.c.customer_id.in_(part),
+                        decisions.c.status == "scheduled",
+                        decisions.c.send_at.is_not(None),
+                    )
+                    .order_by(decisions.c.customer_id, decisions.c.send_at)
+                )
+                if after is not None:
+                    stmt = stmt.where(decisions.c.send_at > after)
+                for cid, send_at in conn.execute(stmt):
+                    out.setdefault(cid, []).append(send_at.timestamp())
+        return out
+
+    def due_decisions(self, until: Moment, *, limit: int = 1000) -> list[LoggedDecision]:
+        """Scheduled decisions whose send time has come (``send_at <= until``), earliest first."""
+        stmt = (
+            sa.select(decisions)
+            .where(decisions.c.status == "scheduled", decisions.c.send_at <= until)
+            .order_by(decisions.c.send_at, decisions.c.decision_id)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [_logged(row) for row in conn.execute(stmt)]
+
+    def decision_counts(
+        self,
+        objective_id: str | None = None,
+        since: Moment | None = None,
+        until: Moment | None = None,
+    ) -> list[DecisionCount]:
+        """Decisions grouped by action, holdout and status, with their rewards, for reports."""
+        d = decisions.c
+        keys = (d.action, d.channel, d.holdout, d.status)
+        stmt = sa.select(
+            *keys,
+            sa.func.count().label("n"),
+            sa.func.count(d.reward).label("rewarded"),
+            sa.func.coalesce(sa.func.sum(d.reward), 0.0).label("reward_sum"),
+        ).group_by(*keys)
+        stmt = _between(stmt, d.decided_at, since, until).order_by(*keys)
+        if objective_id is not None:
+            stmt = stmt.where(d.objective_id == objective_id)
+        with self._read() as conn:
+            return [
+                DecisionCount(
+                    r.action, r.channel, bool(r.holdout), r.status, r.n, r.rewarded, r.reward_sum
+                )
+                for r in conn.execute(stmt)
+            ]
+
+    def spend_by_channel(
+        self,
+        objective_id: str | None = None,
+        since: Moment | None = None,
+        until: Moment | None = None,
+    ) -> list[ChannelSpend]:
+        """Contacts stored per channel (``none`` excluded) and their total logged cost."""
+        c = contacts.c
+        stmt = (
+            sa.select(
+                c.channel,
+                sa.func.count().label("n"),
+                sa.func.coalesce(sa.func.sum(c.cost), 0.0).label("cost"),
+            )
+            .where(c.channel != "none")
+            .group_by(c.channel)
+            .order_by(c.channel)
+        )
+        stmt = _between(stmt, c.ts, since, until)
+        if objective_id is not None:
+            stmt = stmt.where(c.objective == objective_id)
+        with self._read() as conn:
+            return [ChannelSpend(r.channel, r.n, float(r.cost)) for r in conn.execute(stmt)]

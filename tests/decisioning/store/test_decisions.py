@@ -1,0 +1,146 @@
+"""The decision log: round trip, status transitions, rewards, queries and counts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from decisioning.actions import DO_NOTHING, Action, Slot
+from decisioning.channels import Channel
+from decisioning.decision import ActionValue, BlockedAction, Decision
+from decisioning.errors import Conflict, InvalidInput, NotFound
+from decisioning.store import Store
+from tests.decisioning.store.support import at
+
+ACTIONS = ("none", "email@now", "sms@today_evening")
+
+
+def decision(
+    decision_id: str,
+    *,
+    customer: str = "c0",
+    action: Action = Action(Channel.EMAIL),
+    hours: float = 0.0,
+    send_hours: float | None = None,
+    holdout: bool = False,
+    objective: str = "o1",
+) -> Decision:
+    return Decision(
+        decision_id=decision_id,
+        customer_id=customer,
+        decided_at=at(hours),
+        objective_id=objective,
+        objective_version=3,
+        action=action,
+        send_at=None if action.is_nothing else at(send_hours if send_hours is not None else hours),
+        propensity=0.7,
+        model_version="m-12",
+        actions=ACTIONS,
+        distribution=(0.2, 0.7, 0.1),
+        eligible=(True, True, False),
+        expected_value=0.42,
+        alternatives=(ActionValue("email@now", 0.42), ActionValue("none", 0.0)),
+        blocked=(BlockedAction("sms@today_evening", "quiet_hours", "after 21:00 locally"),),
+        holdout=holdout,
+        explanation="email is the best net value",
+        context={"segment": "lapsed", "score": 0.5},
+    )
+
+
+def test_round_trip_keeps_every_field(store: Store) -> None:
+    original = decision("d1", action=Action(Channel.SMS, Slot.TODAY_EVENING), send_hours=10)
+    assert store.log_decision(original) is True
+    logged = store.get_decision("d1")
+    assert logged.decision == original
+    assert logged.status == "scheduled" and logged.reward is None
+    assert logged.decision.send_at.tzinfo is not None
+
+
+def test_logging_twice_is_harmless(store: Store) -> None:
+    assert store.log_decisions([decision("d1"), decision("d2")]) == 2
+    assert store.log_decisions([decision("d2"), decision("d3")]) == 1
+    assert store.log_decision(decision("d1")) is False
+
+
+def test_default_status_follows_what_goes_out(store: Store) -> None:
+    store.log_decisions(
+        [decision("send"), decision("none", action=DO_NOTHING), decision("held", holdout=True)]
+    )
+    assert [store.get_decision(i).status for i in ("send", "none", "held")] == [
+        "scheduled",
+        "suppressed",
+        "suppressed",
+    ]
+
+
+def test_status_moves_along_allowed_transitions_only(store: Store) -> None:
+    store.log_decision(decision("d1"))
+    assert store.update_decision_status("d1", "sent", at=at(1)).status == "sent"
+    assert store.update_decision_status("d1", "sent").status == "sent"  # same status: no-op
+    moved = store.update_decision_status("d1", "delivered", at=at(2))
+    assert (moved.status, moved.status_at) == ("delivered", at(2))
+    with pytest.raises(Conflict, match="delivered, cannot become cancelled"):
+        store.update_decision_status("d1", "cancelled")
+    with pytest.raises(InvalidInput, match="unknown status 'lost'"):
+        store.update_decision_status("d1", "lost")
+    with pytest.raises(NotFound):
+        store.update_decision_status("nope", "sent")
+
+
+def test_rewards_are_attached(store: Store) -> None:
+    store.log_decision(decision("d1"))
+    store.set_reward("d1", 12.5, "purchase")
+    logged = store.get_decision("d1")
+    assert (logged.reward, logged.reward_source) == (12.5, "purchase")
+    assert logged.rewarded_at is not None
+    with pytest.raises(NotFound):
+        store.set_reward("nope", 1.0, "purchase")
+
+
+def test_pending_sends_are_the_scheduled_contacts_not_yet_sent(store: Store) -> None:
+    store.log_decisions(
+        [
+            decision("d1", hours=0, send_hours=5),
+            decision("d2", hours=1, send_hours=3),
+            decision("d3", hours=2, send_hours=8),
+            decision("d4", hours=2, action=DO_NOTHING),
+            decision("other", customer="c1", send_hours=4),
+        ]
+    )
+    store.update_decision_status("d3", "sent")
+    assert store.pending_sends("c0") == [at(3).timestamp(), at(5).timestamp()]
+    assert store.pending_sends("c0", after=at(4)) == [at(5).timestamp()]
+    assert store.pending_sends("nobody") == []
+    assert store.pending_sends_many(["c0", "c1"])["c1"] == [at(4).timestamp()]
+    assert [d.decision.decision_id for d in store.due_decisions(at(4.5))] == ["d2", "other"]
+
+
+def test_iter_decisions_filters_by_objective_and_time(store: Store) -> None:
+    store.log_decisions(
+        [decision(f"d{i}", hours=i, objective="o1" if i % 2 else "o2") for i in range(7)]
+    )
+    everything = [d.decision.decision_id for d in store.iter_decisions(page=2)]
+    assert everything == [f"d{i}" for i in range(7)]
+    ids = [d.decision.decision_id for d in store.iter_decisions("o1", since=at(1), until=at(5))]
+    assert ids == ["d1", "d3"]
+    assert len(list(store.iter_decisions(since=at(6) - timedelta(seconds=1)))) == 1
+
+
+def test_counts_group_by_action_holdout_and_status(store: Store) -> None:
+    store.log_decisions(
+        [
+            decision("a"),
+            decision("b"),
+            decision("c", holdout=True),
+            decision("d", action=DO_NOTHING),
+        ]
+    )
+    store.set_reward("a", 2.0, "purchase")
+    store.set_reward("b", 3.0, "purchase")
+    counts = {(c.action, c.holdout, c.status): c for c in store.decision_counts("o1")}
+    sent = counts[("email@now", False, "scheduled")]
+    assert (sent.channel, sent.count, sent.rewarded, sent.reward_sum) == ("email", 2, 2, 5.0)
+    assert counts[("email@now", True, "suppressed")].count == 1
+    assert counts[("none", False, "suppressed")].count == 1
+    assert store.decision_counts("other") == []
