@@ -153,9 +153,17 @@ def replay_stream(
     return ReplayStream(**{name: values[order] for name, values in columns.items()})
 
 
-def _epoch(values: pd.Series) -> np.ndarray:
+def epoch_seconds(values: pd.Series) -> np.ndarray:
+    """Epoch seconds of UTC timestamps, bit for bit what ``datetime.timestamp()`` gives.
+
+    Whole microseconds divided by 1e6, as ``timedelta.total_seconds`` does, so features
+    computed offline from a table equal those computed online from event records.
+    """
     nanos = values.dt.tz_convert(None).to_numpy(dtype="datetime64[ns]").view("int64")
-    return nanos / 1e9
+    return (nanos // 1000) / 1e6
+
+
+_epoch = epoch_seconds
 
 
 def _text(contact_values: pd.Series, event_values: pd.Series) -> np.ndarray:

@@ -22,6 +22,7 @@ from decisioning.errors import LearningError
 from decisioning.fatigue import DAY
 from decisioning.features import ACTION_FEATURES, BEHAVIOUR_FEATURES, customer_features
 from decisioning.guardrails import ContactPolicy
+from decisioning.history_replay import epoch_seconds
 from decisioning.objectives import Objective
 from decisioning.segment import Segment, attribute_kinds, field_catalogue
 from training.rewards import RewardParts, attribute_rewards
@@ -89,7 +90,7 @@ class TrainingSet:
 
 
 def _epoch(series: pd.Series) -> np.ndarray:
-    return series.to_numpy(dtype="datetime64[ns]").astype(np.int64) / 1e9
+    return epoch_seconds(series)
 
 
 def decision_moments(

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from decisioning.fatigue import DAY
+from decisioning.history_replay import epoch_seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,7 @@ def attribute_rewards(
     window = window_days * DAY
     ev = events[events["customer_id"].isin(customer_codes.keys())]
     ev_codes = ev["customer_id"].map(customer_codes).to_numpy(dtype=np.int64)
-    ev_ts = ev["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64) / 1e9
+    ev_ts = epoch_seconds(ev["ts"])
     is_outcome = (ev["type"] == outcome_type).to_numpy().copy()
     if outcome_category:
         is_outcome &= (ev["category"] == outcome_category).to_numpy()
