@@ -1,0 +1,136 @@
+"""The decision engine: one code path for single, batch and backtest decisions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from decisioning.errors import Conflict, NotFound
+from decisioning.policy import ServedPolicy, validate_distribution
+from decisioning.records import Customer, Event, EventType
+from decisioning.store import open_store
+from experiments.quality import example_objective
+from models.baselines import RandomPolicy
+from serving.engine import DecisionEngine
+
+NOW = datetime(2026, 3, 3, 10, 30, tzinfo=UTC)  # a Tuesday, 11:30 in Paris
+
+
+class Fixed:
+    """A policy source serving one policy for every objective."""
+
+    def __init__(self, policy) -> None:
+        self.served = ServedPolicy(policy, "test/1")
+
+    def policy_for(self, objective):
+        return self.served
+
+
+@pytest.fixture
+def engine(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'engine.db'}", create=True)
+    store.upsert_customers(
+        Customer(
+            f"c{i}",
+            signup_at=NOW - timedelta(days=400),
+            timezone="Europe/Paris",
+            consents={"email": True, "sms": True, "push": True, "whatsapp": False},
+            attributes={"plan": "basic" if i % 2 else "premium", "segment": "family"},
+        )
+        for i in range(40)
+    )
+    for name in ("premium_upsell", "churn"):
+        objective = example_objective(name).activate()
+        store.save_objective(objective.model_dump(mode="json"))
+    return DecisionEngine(store=store, policies=Fixed(RandomPolicy(seed=1)), seed=3)
+
+
+def test_a_decision_carries_what_learning_needs(engine):
+    d = engine.decide("c1", objective_id="premium_upsell", as_of=NOW)
+    dist = np.array(d.distribution)
+    validate_distribution(dist, np.array(d.eligible))
+    assert d.propensity == pytest.approx(dist[d.actions.index(d.action.key)])
+    assert d.model_version == "test/1" and d.objective_version == 1
+    assert not d.eligible[d.actions.index("whatsapp@now")]  # no consent
+    assert any(b.rule == "consent" for b in d.blocked)
+    logged = engine.store.get_decision(d.decision_id)
+    assert logged.decision.distribution == d.distribution
+
+
+def test_same_moment_same_choice(engine):
+    a = engine.decide("c3", objective_id="premium_upsell", as_of=NOW, log=False)
+    b = engine.decide("c3", objective_id="premium_upsell", as_of=NOW, log=False)
+    assert a.action == b.action and a.propensity == b.propensity
+
+
+def test_fresh_ticket_silences_at_once(engine):
+    engine.store.ingest_events(
+        [Event("t1", "c5", NOW - timedelta(minutes=1), EventType.SUPPORT_TICKET_OPENED)]
+    )
+    d = engine.decide("c5", objective_id="premium_upsell", as_of=NOW)
+    assert d.action.is_nothing
+    assert sum(d.eligible) == 1
+    assert all(b.rule == "support_ticket" for b in d.blocked)
+
+
+def test_holdout_customers_get_nothing_with_the_flag(engine):
+    objective = engine.objective("premium_upsell")
+    from decisioning.holdout import in_holdout
+
+    held = [f"c{i}" for i in range(40) if in_holdout(f"c{i}", objective.id, 0.1)]
+    assert held, "with 40 customers and a 10% holdout some are held out"
+    d = engine.decide(held[0], objective_id="premium_upsell", as_of=NOW)
+    assert d.holdout and d.action.is_nothing and d.propensity == 1.0
+
+
+def test_unknown_customer_gets_a_cold_start_decision(engine):
+    d = engine.decide("never-seen", objective_id="premium_upsell", as_of=NOW)
+    assert d.context["known_customer"] is False
+    # nothing known: no consent, and paid media waits for an owned channel to be tried
+    assert d.action.is_nothing and sum(d.eligible) == 1
+
+
+def test_one_voice_across_objectives(engine):
+    """Without an objective the engine arbitrates; after a contact, others wait the window."""
+    first = engine.decide("c7", as_of=NOW)
+    assert first.objective_id in {"premium_upsell", "churn"}
+    if not first.action.is_nothing:
+        later = engine.decide("c7", as_of=NOW + timedelta(hours=1))
+        assert later.action.is_nothing
+        assert any(b.rule == "one_voice" for b in later.blocked)
+
+
+def test_batch_is_the_same_logic_and_logs_everything(engine):
+    ids = [f"c{i}" for i in range(40)]
+    single = engine.decide("c9", objective_id="premium_upsell", as_of=NOW, log=False)
+    batch = list(engine.decide_many(ids, objective_id="premium_upsell", as_of=NOW))
+    assert [d.customer_id for d in batch] == ids
+    assert single.action == batch[9].action and single.propensity == batch[9].propensity
+    logged = list(engine.store.iter_decisions("premium_upsell"))
+    assert len(logged) == 40
+
+
+def test_unknown_and_paused_objectives(engine):
+    with pytest.raises(NotFound, match="nope"):
+        engine.decide("c1", objective_id="nope", as_of=NOW)
+    engine.store.set_objective_status("churn", "paused")
+    engine.refresh()
+    with pytest.raises(Conflict, match="paused"):
+        engine.decide("c1", objective_id="churn", as_of=NOW)
+
+
+def test_confirm_cancels_after_a_purchase(engine):
+    for i in range(40):
+        d = engine.decide(f"c{i}", objective_id="premium_upsell", as_of=NOW)
+        if not d.action.is_nothing:
+            break
+    else:
+        pytest.fail("a random policy contacts someone among 40 customers")
+    engine.store.ingest_events(
+        [Event("p1", d.customer_id, NOW + timedelta(minutes=5), EventType.PURCHASE, value=20.0)]
+    )
+    verdict = engine.confirm(d.decision_id, at=NOW + timedelta(minutes=10))
+    assert not verdict.go and "purchase" in (verdict.reason or "")
+    assert engine.store.get_decision(d.decision_id).status == "cancelled"
