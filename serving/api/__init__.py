@@ -1,0 +1,17 @@
+"""The API's routers, one per resource, all versioned under ``/v1`` (health endpoints aside)."""
+
+from fastapi import APIRouter
+
+from serving.api import contacts, decisions, events, health, models, objectives, reports
+
+ROUTERS: tuple[APIRouter, ...] = (
+    objectives.router,
+    reports.router,
+    events.router,
+    contacts.router,
+    decisions.router,
+    models.router,
+    health.router,
+)
+
+__all__ = ["ROUTERS"]

@@ -1,0 +1,124 @@
+"""Decisions: one customer, a batch streamed as JSON lines, send-time confirmation, outcomes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, Body, HTTPException, Path, status
+from fastapi.responses import StreamingResponse
+
+from decisioning.decision import Decision
+from decisioning.errors import Conflict
+from serving.deps import EngineDep, MetricsDep, OrchestratorDep, SettingsDep, StoreDep
+from serving.metrics import Metrics
+from serving.schemas import (
+    BatchDecisionRequest,
+    ConfirmIn,
+    ConfirmPublic,
+    DecisionPublic,
+    DecisionRequest,
+    LoggedDecisionPublic,
+    OutcomeIn,
+    OutcomePublic,
+)
+
+router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
+
+DecisionId = Annotated[str, Path(min_length=1, max_length=200, description="the decision's id")]
+NDJSON = "application/x-ndjson"
+
+
+@router.post("")
+def decide(
+    body: DecisionRequest, _: OrchestratorDep, engine: EngineDep, metrics: MetricsDep
+) -> DecisionPublic:
+    """Decide what to do for one customer now: a channel and a send time, or nothing."""
+    decision = engine.decide(
+        body.customer_id, objective_id=body.objective, request=body.context, as_of=body.as_of
+    )
+    metrics.record([decision])
+    return DecisionPublic.of(decision)
+
+
+@router.post(
+    "/batch",
+    response_class=StreamingResponse,
+    responses={
+        status.HTTP_200_OK: {
+            "description": "one decision (as in POST /v1/decisions) per line",
+            "content": {NDJSON: {"schema": {"type": "string"}}},
+        },
+        status.HTTP_413_CONTENT_TOO_LARGE: {"description": "more customers than batch_limit"},
+    },
+)
+def decide_batch(
+    body: BatchDecisionRequest,
+    _: OrchestratorDep,
+    engine: EngineDep,
+    metrics: MetricsDep,
+    settings: SettingsDep,
+) -> StreamingResponse:
+    """Decide for many customers (or an objective's whole segment), streamed as JSON lines."""
+    if body.objective is not None:
+        # checked before streaming starts, so an unknown objective is a 404, not a cut stream
+        objective = engine.objective(body.objective)
+        if objective.status != "active":
+            raise Conflict(f"objective {objective.id!r} is {objective.status}, not active")
+    ids: Iterable[str]
+    if body.customer_ids is not None:
+        if len(body.customer_ids) > settings.batch_limit:
+            raise HTTPException(
+                status.HTTP_413_CONTENT_TOO_LARGE,
+                detail=f"{len(body.customer_ids)} customers; at most {settings.batch_limit} "
+                "per batch (or decide for an objective's segment)",
+            )
+        ids = list(dict.fromkeys(body.customer_ids))  # each customer decided once
+    else:
+        assert body.objective is not None
+        ids = engine.segment_members(body.objective, as_of=body.as_of)
+    decisions = engine.decide_and_iter(
+        ids, objective_id=body.objective, request=body.context, as_of=body.as_of
+    )
+    return StreamingResponse(_lines(decisions, metrics), media_type=NDJSON)
+
+
+def _lines(decisions: Iterable[Decision], metrics: Metrics) -> Iterator[str]:
+    for decision in decisions:
+        metrics.record([decision])
+        yield DecisionPublic.of(decision).model_dump_json() + "\n"
+
+
+@router.get("/{decision_id}")
+def get_decision(
+    decision_id: DecisionId, _: OrchestratorDep, store: StoreDep
+) -> LoggedDecisionPublic:
+    """Read a logged decision with its delivery status and reward."""
+    return LoggedDecisionPublic.of_logged(store.get_decision(decision_id))
+
+
+@router.post("/{decision_id}/confirm")
+def confirm(
+    decision_id: DecisionId,
+    _: OrchestratorDep,
+    engine: EngineDep,
+    body: Annotated[ConfirmIn | None, Body()] = None,
+) -> ConfirmPublic:
+    """Re-check a scheduled decision at send time: go, or cancelled with the reason."""
+    return ConfirmPublic.of(engine.confirm(decision_id, at=body.at if body else None))
+
+
+@router.post("/{decision_id}/outcome")
+def report_outcome(
+    decision_id: DecisionId, body: OutcomeIn, _: OrchestratorDep, store: StoreDep
+) -> OutcomePublic:
+    """Attach an explicit reward to a decision (replaces an attributed one)."""
+    store.set_reward(decision_id, body.reward, "explicit", at=body.at)
+    logged = store.get_decision(decision_id)
+    assert logged.reward is not None and logged.reward_source is not None
+    return OutcomePublic(
+        decision_id=decision_id,
+        reward=logged.reward,
+        reward_source=logged.reward_source,
+        rewarded_at=logged.rewarded_at,
+    )
