@@ -7,6 +7,7 @@ time order), so a decision at time t sees exactly what happened before t on both
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Mapping
 from datetime import datetime
@@ -14,6 +15,7 @@ from typing import Any
 
 from decisioning.actions import zone
 from decisioning.channels import CONSENT_CHANNELS, CONTACT_CHANNELS, OWNED_CHANNELS, Channel
+from decisioning.errors import InvalidInput
 from decisioning.fatigue import DAY, DecayedCount, FatigueSettings
 from decisioning.records import Contact, Customer, Event, EventType
 
@@ -161,6 +163,8 @@ class CustomerState:
     ) -> None:
         """Fold one event given as plain fields (the fast path for bulk replay)."""
         kind = EventType(type)
+        if value is not None and not math.isfinite(value):
+            raise InvalidInput(f"event value must be a finite number, got {value!r}")
         self._touch(ts)
         stats = self.channels.get(channel) if channel else None
         if kind in _ENGAGEMENT:
@@ -179,7 +183,10 @@ class CustomerState:
                 self.last_owned_response = _latest(self.last_owned_response, ts)
         elif kind is EventType.PURCHASE:
             self.purchases += 1
-            self.monetary += float(value or 0.0)
+            monetary = self.monetary + float(value or 0.0)
+            if not math.isfinite(monetary):
+                raise InvalidInput(f"purchase value {value!r} makes the customer's total overflow")
+            self.monetary = monetary
             self.last_purchase = _latest(self.last_purchase, ts)
             self.recent_purchases.append((ts, category or ""))
         elif kind is EventType.UNSUBSCRIBE:
