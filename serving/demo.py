@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 from rich.console import Console
 from rich.panel import Panel
-from rich.table import Table
 
 from decisioning.settings import Settings
 
@@ -40,7 +40,7 @@ def run_demo(*, settings: Settings, customers: int, days: int, console: Console)
         (settings.data_dir / stale).unlink(missing_ok=True)
     shutil.rmtree(settings.data_dir / "mlartifacts", ignore_errors=True)
     settings = settings.model_copy(
-        update={"api_keys": f"orchestrator:{DEMO_KEY},data_scientist:{DEMO_KEY}-ds"}
+        update={"api_keys": SecretStr(f"orchestrator:{DEMO_KEY},data_scientist:{DEMO_KEY}-ds")}
     )
 
     console.rule("1. Simulate a customer world")
@@ -111,23 +111,21 @@ def _serve_and_ask(settings: Settings, history: Any, console: Console) -> None:
                     pass
                 time.sleep(0.1)
             console.print(f"decision API listening on {base} (OpenAPI at {base}/docs)")
-            ids = history.customers["customer_id"].head(6).tolist()
-            table = Table("customer", "objective", "action", "send at", "p", "model", "explanation",
-                          title="Decisions", show_lines=True)  # fmt: skip
+            ids = history.customers["customer_id"].head(60).tolist()
+            answers = []
             for cid in ids:
                 response = client.post("/v1/decisions", json={"customer_id": cid})
                 response.raise_for_status()
-                d = response.json()
-                table.add_row(
-                    cid,
-                    str(d.get("objective") or "-"),
-                    d["action"]["key"],
-                    (d.get("send_at") or "-")[:16],
-                    f"{d['propensity']:.2f}",
-                    d["model_version"],
-                    d["explanation"],
-                )
-            console.print(table)
+                answers.append(response.json())
+            contacts = [d for d in answers if d["action"]["channel"] != "none"]
+            nothing = [d for d in answers if d["action"]["channel"] == "none"]
+            console.print(
+                f"{len(answers)} customers asked: {len(contacts)} contacts, "
+                f"{len(nothing)} do-nothing decisions"
+            )
+            for d in contacts[:4] + nothing[:2]:
+                console.print(_decision_panel(d))
+            ids = [(contacts or answers)[0]["customer_id"]]
             ticket = client.post(
                 "/v1/events",
                 json={
@@ -150,6 +148,20 @@ def _serve_and_ask(settings: Settings, history: Any, console: Console) -> None:
         server.should_exit = True
         thread.join(timeout=10)
     console.print("service stopped; data, database and MLflow store are under", settings.data_dir)
+
+
+def _decision_panel(d: dict[str, Any]) -> Panel:
+    head = (
+        f"[bold]{d['action']['key']}[/]"
+        + (f" at {d['send_at'][:16]}" if d.get("send_at") else "")
+        + f"  p={d['propensity']:.2f}  model={d['model_version']}"
+        + ("  [yellow]holdout[/]" if d.get("holdout") else "")
+    )
+    return Panel(
+        f"{head}\n{d['explanation']}",
+        title=f"{d['customer_id']} - {d.get('objective') or 'no objective'}",
+        title_align="left",
+    )
 
 
 def _history_start(days: int) -> Any:

@@ -99,7 +99,7 @@ def decision_moments(
     objective: Objective,
     sample_nothing: bool | None = None,
     seed: int = 0,
-) -> tuple[pd.DataFrame, dict[str, int]]:
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The decisions to learn from: the objective's contacts, plus sampled do-nothing moments.
 
     Legacy history logs only what was sent; then (or with ``sample_nothing=True``) moments
@@ -108,7 +108,13 @@ def decision_moments(
     """
     logged_for = contacts["objective"].fillna("").astype(str)
     mine = contacts[(logged_for == "") | (logged_for == objective.id)]
-    report = {"logged_decisions": len(mine)}
+    report: dict[str, Any] = {"logged_decisions": len(mine)}
+    if mine.empty and not contacts.empty:
+        # Logged feedback stays valid for another objective: the propensities describe the
+        # logging policy, and the reward is recomputed for this objective's outcome.
+        mine = contacts
+        report["logged_decisions"] = len(mine)
+        report["note"] = "no decision logged for this objective: learning from all decisions"
     has_nothing = bool((mine["channel"] == Channel.NONE.value).any())
     if sample_nothing is None:
         sample_nothing = not has_nothing
