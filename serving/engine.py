@@ -15,23 +15,26 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any, Protocol
 
 import numpy as np
 
-from decisioning.actions import DO_NOTHING, Action
+from decisioning.actions import DO_NOTHING, ActionSpace
 from decisioning.arbitration import ArbitrationWindow, Candidate, arbitrate
 from decisioning.context import build_context
 from decisioning.customer_view import CustomerState
 from decisioning.decision import ActionValue, BlockedAction, Decision
 from decisioning.errors import Conflict, InvalidInput, NotFound
 from decisioning.explanation import explain
+from decisioning.features import customer_features
 from decisioning.guardrails import ContactPolicy, ContactPolicySettings, ScheduledDecision
 from decisioning.holdout import in_holdout
 from decisioning.objectives import Objective
-from decisioning.policy import ServedPolicy, draw
+from decisioning.policy import DecisionContext, ServedPolicy, draw
 from decisioning.segment import Segment, attribute_kinds, field_catalogue
 from decisioning.store import Store
+from models.encoding import BanditBatch
 
 HOUR = 3600.0
 
@@ -60,6 +63,22 @@ class _Compiled:
     segment: Segment
     contact_policy: ContactPolicy
     costs: np.ndarray
+    actions: ActionSpace
+
+
+@dataclass
+class _Prepared:
+    """One customer and objective, ready to score: the context and what the rules said."""
+
+    objective: Objective
+    state: CustomerState
+    moment: datetime
+    context: DecisionContext
+    send_at: np.ndarray
+    blocked: tuple[BlockedAction, ...]
+    holdout: bool
+    request: dict[str, Any]
+    decision: Decision | None = None
 
 
 def period_key(objective: Objective, moment: datetime) -> str:
@@ -136,6 +155,7 @@ class DecisionEngine:
             segment=Segment.parse(objective.segment or "", self._lenient_fields(objective)),
             contact_policy=ContactPolicy(settings),
             costs=objective.costs(objective.action_space()),
+            actions=objective.action_space(),
         )
 
     def _lenient_fields(self, objective: Objective) -> dict[str, str]:
@@ -168,21 +188,21 @@ class DecisionEngine:
         log: bool = True,
     ) -> Decision:
         """The decision for one customer now (or ``as_of``), logged unless ``log=False``."""
-        decision = self._decide(
-            customer_id,
-            state=self.store.get_state(customer_id),
-            pending=self.store.pending_sends(customer_id),
+        decision = self._decide_chunk(
+            [customer_id],
+            states=self._states([customer_id]),
+            pending={customer_id: self.store.pending_sends(customer_id)},
             objective_id=objective_id,
             request=request,
             as_of=as_of,
-        )
+        )[0]
         if log:
             self.store.log_decision(decision)
         return decision
 
     def decide_many(
         self,
-        customer_ids: Sequence[str],
+        customer_ids: Iterable[str],
         *,
         objective_id: str | None = None,
         request: Mapping[str, Any] | None = None,
@@ -190,25 +210,29 @@ class DecisionEngine:
         chunk: int = 500,
         log: bool = True,
     ) -> Iterator[Decision]:
-        """Decisions for many customers, the same logic as :meth:`decide`, read and logged in chunks."""
-        for start in range(0, len(customer_ids), chunk):
-            part = list(customer_ids[start : start + chunk])
-            states = self.store.get_states(part)
-            pending = self.store.pending_sends_many(part)
-            out = [
-                self._decide(
-                    cid,
-                    state=states.get(cid),
-                    pending=pending.get(cid, []),
-                    objective_id=objective_id,
-                    request=request,
-                    as_of=as_of,
-                )
-                for cid in part
-            ]
+        """Decisions for many customers: the logic of :meth:`decide`, scored and logged in chunks.
+
+        ``customer_ids`` may be any iterable (a segment streamed page by page).
+        """
+        ids = iter(customer_ids)
+        while part := list(islice(ids, chunk)):
+            out = self._decide_chunk(
+                part,
+                states=self._states(part),
+                pending=self.store.pending_sends_many(part),
+                objective_id=objective_id,
+                request=request,
+                as_of=as_of,
+            )
             if log:
                 self.store.log_decisions(out)
             yield from out
+
+    def _states(self, ids: Sequence[str]) -> dict[str, CustomerState]:
+        if len(ids) == 1:
+            state = self.store.get_state(ids[0])
+            return {ids[0]: state} if state is not None else {}
+        return self.store.get_states(ids)
 
     def segment_members(self, objective_id: str, *, as_of: datetime | None = None) -> Iterator[str]:
         """Ids of the known customers in the objective's segment (evaluated page by page)."""
@@ -216,80 +240,101 @@ class DecisionEngine:
         if compiled is None:
             raise NotFound(f"objective {objective_id!r} not found")
         now = (as_of or datetime.fromtimestamp(self.clock(), UTC)).timestamp()
-        from decisioning.features import customer_features
-
         page: list[str] = []
         for cid in self.store.iter_customer_ids():
             page.append(cid)
             if len(page) == 1000:
-                yield from self._members(compiled, page, now, customer_features)
+                yield from self._members(compiled, page, now)
                 page = []
-        yield from self._members(compiled, page, now, customer_features)
+        yield from self._members(compiled, page, now)
 
-    def _members(
-        self, compiled: _Compiled, page: list[str], now: float, features: Any
-    ) -> Iterator[str]:
+    def _members(self, compiled: _Compiled, page: list[str], now: float) -> Iterator[str]:
         for cid, state in self.store.get_states(page).items():
-            if compiled.segment.matches({**features(state, now), **state.attributes}):
+            if compiled.segment.matches({**customer_features(state, now), **state.attributes}):
                 yield cid
 
-    def _decide(
+    def _pool(self, objective_id: str | None) -> list[_Compiled]:
+        objectives = self._objectives()
+        if objective_id is None:
+            return [c for c in objectives.values() if c.objective.status == "active"]
+        compiled = objectives.get(objective_id)
+        if compiled is None:
+            raise NotFound(f"objective {objective_id!r} not found")
+        if compiled.objective.status != "active":
+            raise Conflict(f"objective {objective_id!r} is {compiled.objective.status}, not active")
+        return [compiled]
+
+    def _decide_chunk(
         self,
-        customer_id: str,
+        customer_ids: Sequence[str],
         *,
-        state: CustomerState | None,
-        pending: Sequence[float],
+        states: Mapping[str, CustomerState],
+        pending: Mapping[str, Sequence[float]],
         objective_id: str | None,
         request: Mapping[str, Any] | None,
         as_of: datetime | None,
-    ) -> Decision:
-        if not customer_id:
-            raise InvalidInput("customer_id: must not be empty")
+    ) -> list[Decision]:
+        """Decide for customers at one moment: contexts first, then each policy once."""
         moment = as_of or datetime.fromtimestamp(self.clock(), UTC)
         if moment.tzinfo is None:
             raise InvalidInput("as_of: must carry a timezone")
         now = moment.timestamp()
-        if state is None:
-            state = CustomerState(customer_id)  # cold start: nothing known yet
-        objectives = self._objectives()
-        if objective_id is not None:
-            compiled = objectives.get(objective_id)
-            if compiled is None:
-                raise NotFound(f"objective {objective_id!r} not found")
-            if compiled.objective.status != "active":
-                raise Conflict(
-                    f"objective {objective_id!r} is {compiled.objective.status}, not active"
-                )
-            pool = [compiled]
-        else:
-            pool = [c for c in objectives.values() if c.objective.status == "active"]
-        last_contact = _last_contact(state, pending, now)
-        one_voice = self.arbitration.recent_decision_blocks(last_contact, now)
-        candidates: list[Candidate] = []
-        for compiled in pool:
-            decision = self._for_objective(
-                compiled, state, now, moment, pending, request, one_voice,
-                explicit=objective_id is not None,
-            )  # fmt: skip
-            if decision is not None:
-                candidates.append(
-                    Candidate(
-                        compiled.objective.id,
-                        compiled.objective.priority,
-                        decision.action,
-                        decision.expected_value,
-                        decision,
-                    )
-                )
-        if not candidates:
-            return self._nothing(
-                customer_id, moment, "no active objective applies to this customer"
+        pool = self._pool(objective_id)
+        remaining = {c.objective.id: self._remaining_budget(c.objective, moment) for c in pool}
+        prepared: dict[str, list[_Prepared]] = {c.objective.id: [] for c in pool}
+        per_customer: list[list[_Prepared]] = []
+        for cid in customer_ids:
+            if not cid:
+                raise InvalidInput("customer_id: must not be empty")
+            state = states.get(cid) or CustomerState(cid)  # cold start: nothing known yet
+            mine = pending.get(cid, ())
+            one_voice = self.arbitration.recent_decision_blocks(
+                _last_contact(state, mine, now), now
             )
-        chosen = arbitrate(candidates).decision
-        assert chosen is not None
-        return self._settle_budget(chosen, moment)
+            customer_f = customer_features(state, now)
+            row: list[_Prepared] = []
+            for compiled in pool:
+                prep = self._prepare(
+                    compiled, state, now, moment, mine, request, one_voice, customer_f,
+                    remaining=remaining[compiled.objective.id],
+                    explicit=objective_id is not None,
+                )  # fmt: skip
+                if prep is not None:
+                    row.append(prep)
+                    prepared[compiled.objective.id].append(prep)
+            per_customer.append(row)
+        for compiled in pool:
+            self._score(compiled, prepared[compiled.objective.id])
+        out: list[Decision] = []
+        for cid, row in zip(customer_ids, per_customer, strict=True):
+            if not row:
+                out.append(
+                    self._nothing(cid, moment, "no active objective applies to this customer")
+                )
+                continue
+            candidates = [
+                Candidate(
+                    p.objective.id,
+                    p.objective.priority,
+                    p.decision.action,
+                    p.decision.expected_value,
+                    p.decision,
+                )  # fmt: skip
+                for p in row
+                if p.decision is not None
+            ]
+            chosen = arbitrate(candidates).decision
+            assert chosen is not None
+            out.append(self._settle_budget(chosen, moment))
+        return out
 
-    def _for_objective(
+    def _remaining_budget(self, objective: Objective, moment: datetime) -> float | None:
+        if objective.budget_per_period is None:
+            return None
+        spent = self.store.spent(objective.id, period_key(objective, moment))
+        return max(0.0, objective.budget_per_period - spent)
+
+    def _prepare(
         self,
         compiled: _Compiled,
         state: CustomerState,
@@ -298,18 +343,18 @@ class DecisionEngine:
         pending: Sequence[float],
         request: Mapping[str, Any] | None,
         one_voice: bool,
+        customer_f: dict[str, float],
         *,
+        remaining: float | None,
         explicit: bool,
-    ) -> Decision | None:
+    ) -> _Prepared | None:
         objective = compiled.objective
-        actions = objective.action_space()
-        remaining = None
-        if objective.budget_per_period is not None:
-            spent = self.store.spent(objective.id, period_key(objective, moment))
-            remaining = max(0.0, objective.budget_per_period - spent)
+        in_segment = compiled.segment.matches({**customer_f, **state.attributes})
+        if not explicit and state.known and not in_segment:
+            return None
         context, eligibility = build_context(
             state,
-            actions=actions,
+            actions=compiled.actions,
             now=now,
             policy=compiled.contact_policy,
             costs=compiled.costs,
@@ -317,46 +362,81 @@ class DecisionEngine:
             promoted_category=objective.outcome.category if objective.kind == "increase" else None,
             pending=pending,
             request=request,
+            customer=customer_f,
         )
-        if not explicit and state.known:
-            values = {**context.customer, **context.attributes}
-            if not compiled.segment.matches(values):
-                return None
-        eligible = eligibility.eligible
         blocked = list(eligibility.blocked)
         if one_voice:
-            eligible = eligible.copy()
+            eligible = context.eligible.copy()
             for i in np.flatnonzero(eligible[1:]) + 1:
                 eligible[i] = False
                 blocked.append(
                     BlockedAction(
-                        actions[i].key,
+                        compiled.actions[i].key,
                         "one_voice",
                         "already contacted within the arbitration window",
                     )
                 )
             context = replace(context, eligible=eligible)
-        decision_id = uuid.uuid4().hex
-        holdout = in_holdout(state.customer_id, objective.id, objective.holdout_fraction)
-        served = self.policies.policy_for(objective)
-        values_arr = served.policy.expected_values(context)
-        if holdout:
+        return _Prepared(
+            objective=objective,
+            state=state,
+            moment=moment,
+            context=context,
+            send_at=eligibility.send_at,
+            blocked=tuple(blocked),
+            holdout=in_holdout(state.customer_id, objective.id, objective.holdout_fraction),
+            request=dict(request or {}),
+        )
+
+    def _score(self, compiled: _Compiled, prepared: list[_Prepared]) -> None:
+        """Ask the objective's policy once for all prepared contexts, then finish each decision."""
+        if not prepared:
+            return
+        served = self.policies.policy_for(compiled.objective)
+        policy = served.policy
+        contexts = [p.context for p in prepared]
+        batch_dist = getattr(policy, "action_distributions", None)
+        if len(prepared) > 1 and batch_dist is not None:
+            batch = BanditBatch.from_contexts(contexts)
+            dists = batch_dist(batch)
+            batch_values = getattr(policy, "values", None)
+            values = batch_values(batch) if batch_values is not None else None
+        else:
+            dists = np.array([policy.action_distribution(c) for c in contexts])
+            singles = [policy.expected_values(c) for c in contexts]
+            values = None if singles[0] is None else np.array(singles)
+        for i, prep in enumerate(prepared):
+            prep.decision = self._finish(
+                prep, served, dists[i], None if values is None else values[i]
+            )
+
+    def _finish(
+        self,
+        prep: _Prepared,
+        served: ServedPolicy,
+        dist: np.ndarray,
+        values: np.ndarray | None,
+    ) -> Decision:
+        objective, context = prep.objective, prep.context
+        actions = context.actions
+        if prep.holdout:
             dist = np.zeros(len(actions))
             dist[0] = 1.0
             index, propensity = 0, 1.0
         else:
-            dist = served.policy.action_distribution(context)
-            rng = np.random.default_rng(self._seed_for(state.customer_id, objective.id, now))
+            rng = np.random.default_rng(
+                self._seed_for(context.customer_id, objective.id, context.now)
+            )
             index, propensity = draw(dist, rng)
         action = actions[index]
-        expected = None if values_arr is None else float(values_arr[index])
-        nothing_value = None if values_arr is None else float(values_arr[0])
-        alternatives = _alternatives(actions.keys, values_arr, eligible, index)
-        send_ts = float(eligibility.send_at[index]) if not action.is_nothing else None
+        expected = None if values is None else float(values[index])
+        nothing_value = None if values is None else float(values[0])
+        alternatives = _alternatives(actions.keys, values, context.eligible, index)
+        send_ts = None if action.is_nothing else float(prep.send_at[index])
         return Decision(
-            decision_id=decision_id,
-            customer_id=state.customer_id,
-            decided_at=moment,
+            decision_id=uuid.uuid4().hex,
+            customer_id=context.customer_id,
+            decided_at=prep.moment,
             objective_id=objective.id,
             objective_version=objective.version,
             action=action,
@@ -364,12 +444,12 @@ class DecisionEngine:
             propensity=propensity,
             model_version=served.model_version,
             actions=actions.keys,
-            distribution=tuple(float(p) for p in dist),
-            eligible=tuple(bool(e) for e in eligible),
+            distribution=tuple(dist.tolist()),
+            eligible=tuple(context.eligible.tolist()),
             expected_value=expected,
             alternatives=alternatives,
-            blocked=tuple(blocked),
-            holdout=holdout,
+            blocked=prep.blocked,
+            holdout=prep.holdout,
             fallback=served.fallback,
             explanation=explain(
                 action=action,
@@ -377,12 +457,12 @@ class DecisionEngine:
                 expected_value=expected,
                 nothing_value=nothing_value,
                 alternatives=alternatives,
-                blocked=blocked,
-                holdout=holdout,
+                blocked=prep.blocked,
+                holdout=prep.holdout,
                 fallback=served.fallback,
                 n_actions=len(actions),
             ),
-            context={"request": dict(request or {}), "known_customer": state.known},
+            context={"request": prep.request, "known_customer": prep.state.known},
         )
 
     def _settle_budget(self, decision: Decision, moment: datetime) -> Decision:
@@ -456,17 +536,6 @@ class DecisionEngine:
             return Confirmation(decision_id, False, reason, "cancelled")
         return Confirmation(decision_id, True, None, "scheduled")
 
-    def decide_and_iter(self, customer_ids: Iterable[str], **kwargs: Any) -> Iterator[Decision]:
-        """:meth:`decide_many` over any iterable of ids (consumed in chunks)."""
-        batch: list[str] = []
-        for cid in customer_ids:
-            batch.append(cid)
-            if len(batch) >= kwargs.get("chunk", 500):
-                yield from self.decide_many(batch, **kwargs)
-                batch = []
-        if batch:
-            yield from self.decide_many(batch, **kwargs)
-
 
 def _last_contact(state: CustomerState, pending: Sequence[float], now: float) -> float | None:
     """When the customer was last contacted, or a scheduled contact was decided (as ``now``)."""
@@ -484,7 +553,3 @@ def _alternatives(
         return ()
     order = [i for i in np.argsort(-values) if eligible[i] and i != chosen][:k]
     return tuple(ActionValue(keys[i], float(values[i])) for i in order)
-
-
-def action_of(decision: Decision) -> Action:
-    return decision.action

@@ -77,7 +77,7 @@ def decide_batch(
     else:
         assert body.objective is not None
         ids = engine.segment_members(body.objective, as_of=body.as_of)
-    decisions = engine.decide_and_iter(
+    decisions = engine.decide_many(
         ids, objective_id=body.objective, request=body.context, as_of=body.as_of
     )
     return StreamingResponse(_lines(decisions, metrics), media_type=NDJSON)
