@@ -302,6 +302,43 @@ def parse_timestamp(text: str) -> datetime:
 
 
 @app.command()
+def preview(
+    objective: Annotated[
+        Path, typer.Option("--objective", help="YAML file of the objective to preview")
+    ],
+    data: Annotated[Path, typer.Option(help="history directory the estimates come from")],
+    data_dir: DataDir = None,
+) -> None:
+    """What to expect from an objective before it goes live: estimates, reach, time to a lift."""
+    from training.preview import run_preview
+
+    settings = load_settings(data_dir)
+    _run(lambda: run_preview(settings, objective, data, console))
+
+
+@app.command()
+def experiment(
+    days: Annotated[int, typer.Option(min=1, help="days of closed loop")] = 14,
+    customers: Annotated[
+        int, typer.Option(min=100, help="customers in the simulated world")
+    ] = 5_000,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    out: Annotated[
+        Path | None, typer.Option(help="report folder (default: data/experiment)")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the service day by day against the simulator, every arm on the same population."""
+    from experiments.closed_loop.loop import run_experiment
+
+    settings = load_settings(data_dir)
+    _run(lambda: run_experiment(
+        settings, days=days, customers=customers, seed=seed,
+        out_dir=out or settings.data_dir / "experiment", console=console,
+    ))  # fmt: skip
+
+
+@app.command()
 def demo(
     data_dir: DataDir = None,
     customers: Annotated[int, typer.Option(help="customers in the simulated world")] = 5_000,
