@@ -35,6 +35,7 @@ from decisioning.policy import DecisionContext, ServedPolicy, draw
 from decisioning.segment import Segment, attribute_kinds, field_catalogue
 from decisioning.store import Store
 from models.encoding import BanditBatch
+from training.online import FEATURES_KEY, decision_features
 
 HOUR = 3600.0
 
@@ -104,6 +105,7 @@ class DecisionEngine:
         seed: int = 0,
         clock: Callable[[], float] = time.time,
         objective_ttl: float = 5.0,
+        log_features: bool = False,
     ) -> None:
         self.store = store
         self.policies = policies
@@ -112,6 +114,8 @@ class DecisionEngine:
         self.seed = seed
         self.clock = clock
         self.objective_ttl = objective_ttl
+        #: log what the policy saw with each decision, for online learning (training.online)
+        self.log_features = log_features
         self._lock = threading.Lock()
         self._compiled: dict[str, _Compiled] = {}
         self._loaded_at = -float("inf")
@@ -462,7 +466,11 @@ class DecisionEngine:
                 fallback=served.fallback,
                 n_actions=len(actions),
             ),
-            context={"request": prep.request, "known_customer": prep.state.known},
+            context={
+                "request": prep.request,
+                "known_customer": prep.state.known,
+                **({FEATURES_KEY: decision_features(context)} if self.log_features else {}),
+            },
         )
 
     def _settle_budget(self, decision: Decision, moment: datetime) -> Decision:

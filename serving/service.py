@@ -20,6 +20,7 @@ def build_engine(settings: Settings, *, policies: Any = None) -> DecisionEngine:
         policies=policies or ChampionPolicies(settings),
         arbitration=ArbitrationWindow(settings.arbitration_window_hours),
         seed=settings.seed,
+        log_features=settings.online_learning,
     )
 
 

@@ -23,9 +23,9 @@ from decisioning.channels import Channel
 from decisioning.customer_view import CustomerState
 from decisioning.records import EventType
 from decisioning.store.customers import CustomerBook, profile_of
-from decisioning.store.ingest import ContactsResult, IngestMixin, IngestResult
+from decisioning.store.ingest import EVENT_FIELDS, ContactsResult, IngestMixin, IngestResult
 from decisioning.store.replay import Profile, Replay, ReplayCounts, apply_profile
-from decisioning.store.schema import contacts, customers, seen_events
+from decisioning.store.schema import contacts, customers
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -114,6 +114,31 @@ def _contact_rows(frame: pd.DataFrame, keep: np.ndarray) -> list[dict[str, Any]]
     return rows
 
 
+def _event_columns(frame: pd.DataFrame, keep: np.ndarray, *, text_times: bool) -> dict[str, list]:
+    """The events-table columns of ``frame[keep]`` (absent values as NULL).
+
+    Times are epoch seconds, or with ``text_times`` the text SQLite stores, rendered in one
+    vectorised call (as :func:`~decisioning.store.ingest.stored_time` renders one). An event naming only a visitor is stored without a customer; the replay's
+    identity links give it one afterwards (:meth:`IngestMixin._link_visitor_events`).
+    """
+    part = frame.iloc[np.flatnonzero(keep)]
+    out: dict[str, list[Any]] = {"event_id": part["event_id"].tolist()}
+    for c in ("customer_id", "anonymous_id"):
+        out[c] = [v or None for v in part[c].tolist()]
+    out["from_visitor"] = [c is None for c in out["customer_id"]]
+    if text_times:
+        micros = part["ts"].dt.tz_convert(None).to_numpy(dtype="datetime64[us]")
+        out["ts"] = np.char.replace(np.datetime_as_string(micros, unit="us"), "T", " ").tolist()
+    else:
+        out["ts"] = _epoch(part["ts"]).tolist()
+    out["type"] = part["type"].tolist()
+    for c in ("channel", "contact_id"):
+        out[c] = [v or None for v in part[c].tolist()]
+    out["value"] = [None if np.isnan(v) else v for v in part["value"].to_numpy(float).tolist()]
+    out["category"] = [v or None for v in part["category"].tolist()]
+    return out
+
+
 def _epoch(values: pd.Series) -> np.ndarray:
     """Epoch seconds exactly as ``datetime.timestamp()`` gives them (NaN where missing).
 
@@ -163,8 +188,10 @@ class BulkMixin(IngestMixin):
         stream = history.replay()
         is_event = stream.kind == _EVENT
         with self._write() as conn:
-            fresh_events = self._insert_new(
-                conn, seen_events, [{"event_id": i} for i in event_ids[first_event]]
+            text_times = self.dialect == "sqlite"
+            columns = _event_columns(events, first_event, text_times=text_times)
+            fresh_events = self._insert_events(
+                conn, list(zip(*(columns[n] for n in EVENT_FIELDS), strict=True))
             )
             fresh_contacts = self._insert_new(
                 conn, contacts, _contact_rows(frame_contacts, first_contact)
@@ -247,6 +274,7 @@ class BulkMixin(IngestMixin):
             self._replay_rows(replay, rows.take(order[bounds[g] : bounds[g + 1]]))
             self._save_customers(conn, group)
         self._save_visitors(conn, book, replay.touched_visitors)
+        self._link_visitor_events(conn, links, visitor_ids)
         return replay.counts
 
     def _load_group(

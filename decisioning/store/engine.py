@@ -6,7 +6,7 @@ Write transactions never lose an update:
   (threads or processes) queue on the database's write lock, waiting up to ``busy_timeout``;
   readers start a deferred transaction and never wait for writers.
 * PostgreSQL locks the rows it rewrites with ``SELECT ... FOR UPDATE``, always in ascending key
-  order and always in the same table order (seen ids, contacts, visitors, customers), so two
+  order and always in the same table order (events, contacts, visitors, customers), so two
   transactions never wait on each other in a cycle.
 """
 

@@ -1,14 +1,18 @@
 """Real-time ingestion: batches of events and contacts folded into the stored states.
 
-One batch is one write transaction: its new ids are recorded (an id seen before is skipped,
-so replaying a batch changes nothing), every state it touches is locked, the events are applied
-in time order in memory, and the states are written back with one executemany.
+One batch is one write transaction: its new events are stored in the ``events`` table (an id
+stored before is skipped, so replaying a batch changes nothing), every state it touches is
+locked, the events are applied in time order in memory, and the states are written back with
+one executemany. Stored events carry their resolved customer: the events of a visitor are
+linked to the customer once an identify event links the visitor.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,10 +22,12 @@ from decisioning.channels import Channel
 from decisioning.customer_view import to_ts
 from decisioning.errors import InvalidInput
 from decisioning.records import Contact, Event, EventType
-from decisioning.store.customers import CustomerBook, CustomersMixin, VisitorBook
+from decisioning.store.customers import CustomerBook, VisitorBook
 from decisioning.store.engine import chunks
+from decisioning.store.history import HistoryMixin
 from decisioning.store.replay import Replay, ReplayCounts
-from decisioning.store.schema import anonymous, contacts, customers, seen_events
+from decisioning.store.schema import anonymous, contacts, customers
+from decisioning.store.schema import events as events_table
 
 _NONE = Channel.NONE.value
 _IDENTIFY = EventType.IDENTIFY
@@ -78,6 +84,52 @@ def _event_fields(event: Event) -> dict[str, Any]:
     }
 
 
+def event_row(event: Event, fields: dict[str, Any]) -> dict[str, Any]:
+    """The events-table row of an event (``fields`` from :func:`_event_fields`), unresolved.
+
+    An event naming only a visitor gets its customer from :func:`resolve_visitors`.
+    """
+    value = fields["value"]
+    return {
+        "event_id": event.event_id,
+        "customer_id": fields["customer_id"],
+        "anonymous_id": fields["anonymous_id"],
+        "from_visitor": fields["customer_id"] is None,
+        "ts": event.ts,
+        "type": fields["type"],
+        "channel": fields["channel"],
+        "contact_id": event.contact_id or None,
+        "value": None if value is None or math.isnan(value) else value,
+        "category": fields["category"],
+    }
+
+
+#: the events table's columns, in order: the fields of a row given to ``_insert_events``
+EVENT_FIELDS: tuple[str, ...] = tuple(c.name for c in events_table.columns)
+_INSERT_EVENT = (
+    f"INSERT INTO {events_table.name} ({', '.join(EVENT_FIELDS)}) "
+    f"VALUES ({', '.join('?' * len(EVENT_FIELDS))})"
+)
+
+
+def stored_time(moment: datetime) -> str:
+    """The text SQLite keeps for an instant: naive UTC, microseconds always written.
+
+    The format of :class:`~decisioning.store.schema.UTCDateTime` on SQLite (SQLAlchemy's
+    ``DATETIME`` storage format), so that rows written by the driver directly compare and read
+    back like any other.
+    """
+    utc = moment.astimezone(UTC)
+    return f"{utc:%Y-%m-%d %H:%M:%S}.{utc.microsecond:06d}"
+
+
+def resolve_visitors(rows: Iterable[dict[str, Any]], links: Mapping[str, str | None]) -> None:
+    """Give each row that named only a visitor the customer the visitor is linked to (or None)."""
+    for row in rows:
+        if row["from_visitor"]:
+            row["customer_id"] = links.get(row["anonymous_id"])
+
+
 def contact_row(contact: Contact) -> dict[str, Any]:
     """The contacts-table row of a contact record (checked for the fields the store needs)."""
     if not contact.contact_id or not contact.customer_id:
@@ -113,7 +165,7 @@ class _Prepared:
     counts: ReplayCounts
 
 
-class IngestMixin(CustomersMixin):
+class IngestMixin(HistoryMixin):
     """Events and contacts in, states updated, exactly once."""
 
     def ingest_events(self, events: Sequence[Event]) -> IngestResult:
@@ -131,20 +183,25 @@ class IngestMixin(CustomersMixin):
         rows if anything changed in between. Either way no update is ever lost.
         """
         fields: dict[str, dict[str, Any]] = {}
+        stored: dict[str, dict[str, Any]] = {}
         for event in events:
-            row = _event_fields(event)
-            fields.setdefault(event.event_id, row)
+            if event.event_id not in fields:
+                row = _event_fields(event)
+                fields[event.event_id] = row
+                stored[event.event_id] = event_row(event, row)
         if not fields:
             return IngestResult(duplicates=len(events))
         with self._read() as conn:
-            seen = self._existing(conn, seen_events, fields)
+            seen = self._existing(conn, events_table, fields)
             if len(seen) == len(fields):  # ids are never forgotten: nothing can change
                 return IngestResult(duplicates=len(events))
             plan = self._prepare(conn, fields, set(fields) - seen, lock=False)
         plan.customers.encode()
         plan.visitors.encode(plan.visitor_ids)
+        resolve_visitors(stored.values(), plan.visitors.links)
         with self._write() as conn:
-            fresh = self._insert_new(conn, seen_events, [{"event_id": i} for i in fields])
+            # the events table comes first in the lock order (it holds the batch's ids)
+            fresh = self._insert_events(conn, self._event_tuples(stored.values()))
             # visitors before customers: the global lock order
             if not (
                 fresh == plan.fresh
@@ -152,8 +209,10 @@ class IngestMixin(CustomersMixin):
                 and self._versions_unchanged(conn, customers, plan.customers.versions)
             ):
                 plan = self._prepare(conn, fields, fresh, lock=True)
+                self._relink_stored(conn, [stored[i] for i in fresh], plan.visitors.links)
             self._save_visitors(conn, plan.visitors, plan.visitor_ids)
             self._save_customers(conn, plan.customers)
+            self._link_visitor_events(conn, plan.visitors.links, plan.visitor_ids)
         counts = plan.counts
         return IngestResult(
             applied=counts.applied,
@@ -191,6 +250,74 @@ class IngestMixin(CustomersMixin):
                 )
             self._save_customers(conn, book)
         return ContactsResult(applied=len(fresh_ids), duplicates=len(records) - len(fresh_ids))
+
+    def _event_tuples(self, rows: Iterable[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        """Event rows as ``EVENT_FIELDS`` tuples, times as SQLite stores them on SQLite."""
+        text = self.dialect == "sqlite"
+        return [
+            tuple(stored_time(row[n]) if text and n == "ts" else row[n] for n in EVENT_FIELDS)
+            for row in rows
+        ]
+
+    def _insert_events(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> set[str]:
+        """Store the event rows (``EVENT_FIELDS`` tuples) whose id is new; those ids.
+
+        SQLite: the write transaction holds the database's write lock, so the new ids are
+        found first and their rows go through the driver's executemany as they are (the times
+        already in stored form): per-row statement processing would cost a third of a history
+        load. PostgreSQL: ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` in ascending id order,
+        which also waits correctly on a concurrent writer of the same id.
+        """
+        if self.dialect != "sqlite":
+            records = [dict(zip(EVENT_FIELDS, row, strict=True)) for row in rows]
+            return self._insert_new(conn, events_table, records)
+        stored = self._existing(conn, events_table, [row[0] for row in rows])
+        fresh = [row for row in rows if row[0] not in stored]
+        if fresh:
+            conn.exec_driver_sql(_INSERT_EVENT, fresh)
+        return {row[0] for row in fresh}
+
+    def _relink_stored(
+        self, conn: Connection, rows: Sequence[dict[str, Any]], links: Mapping[str, str | None]
+    ) -> None:
+        """Correct the customer of rows stored from links that changed before the lock was held."""
+        changed = [
+            {"key": row["event_id"], "linked": links.get(row["anonymous_id"])}
+            for row in rows
+            if row["from_visitor"] and row["customer_id"] != links.get(row["anonymous_id"])
+        ]
+        if changed:
+            conn.execute(
+                sa.update(events_table)
+                .where(events_table.c.event_id == sa.bindparam("key"))
+                .values(customer_id=sa.bindparam("linked")),
+                changed,
+            )
+
+    def _link_visitor_events(
+        self, conn: Connection, links: Mapping[str, str | None], visitor_ids: Iterable[str]
+    ) -> None:
+        """Give the stored, still unresolved events of each linked visitor its customer.
+
+        Runs after every batch that reached a visitor: an identify event links the visitor, and
+        its earlier events (stored without a customer) now belong to the customer. The partial
+        index on unresolved visitor events keeps each probe cheap.
+        """
+        pairs = [
+            {"visitor": aid, "linked": linked}
+            for aid in sorted(visitor_ids)
+            if (linked := links.get(aid)) is not None
+        ]
+        if pairs:
+            conn.execute(
+                sa.update(events_table)
+                .where(
+                    events_table.c.anonymous_id == sa.bindparam("visitor"),
+                    events_table.c.customer_id.is_(None),
+                )
+                .values(customer_id=sa.bindparam("linked")),
+                pairs,
+            )
 
     def _existing(self, conn: Connection, table: sa.Table, keys: Iterable[str]) -> set[str]:
         (key,) = table.primary_key.columns

@@ -67,12 +67,33 @@ customers = sa.Table(
     sa.Column("updated_at", UTCDateTime),
 )
 
-#: ids of every event already applied: an event seen twice changes nothing
-seen_events = sa.Table(
-    "seen_events",
+#: every event applied, as received: its id makes ingestion idempotent (an event seen twice
+#: changes nothing), and attribution and training read the behaviour back from it.
+#: ``customer_id`` is the resolved customer: the event's own, else the customer its visitor is
+#: linked to (NULL until an identify event links the visitor); ``from_visitor`` marks events
+#: that named only a visitor, so the history can be exported exactly as it was received.
+events = sa.Table(
+    "events",
     metadata,
     sa.Column("event_id", sa.String, primary_key=True),
-    sqlite_with_rowid=False,
+    sa.Column("customer_id", sa.String),
+    sa.Column("anonymous_id", sa.String),
+    sa.Column("from_visitor", sa.Boolean, nullable=False),
+    sa.Column("ts", UTCDateTime, nullable=False),
+    sa.Column("type", sa.String, nullable=False),
+    sa.Column("channel", sa.String),
+    sa.Column("contact_id", sa.String),
+    sa.Column("value", sa.Float),
+    sa.Column("category", sa.String),
+)
+sa.Index("ix_events_customer_time", events.c.customer_id, events.c.ts)
+sa.Index("ix_events_type_time", events.c.type, events.c.ts)
+# only the events of visitors no identify event has linked yet: the rows an identify resolves
+sa.Index(
+    "ix_events_unlinked_visitor",
+    events.c.anonymous_id,
+    sqlite_where=events.c.customer_id.is_(None),
+    postgresql_where=events.c.customer_id.is_(None),
 )
 
 #: visitors known only by an anonymous id; ``customer_id`` once an identify event linked them
