@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     )
     arbitration_window_hours: float = Field(default=24.0, gt=0)
     online_learning: bool = False
+    attribution_interval_seconds: float = Field(
+        default=300.0, gt=0, description="how often rewards are attributed from outcome events"
+    )
     seed: int = 0
 
     @property

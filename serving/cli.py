@@ -302,6 +302,23 @@ def parse_timestamp(text: str) -> datetime:
 
 
 @app.command()
+def attribute(
+    at: Annotated[
+        str | None, typer.Option(help="attribute as of this ISO time (default now)")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Attribute rewards to logged decisions whose attribution window has passed."""
+    from serving.service import RewardJob, build_engine
+
+    settings = load_settings(data_dir)
+    job = RewardJob(build_engine(settings), interval=1.0, online=False)
+    when = parse_timestamp(at) if at else None
+    count = _run(lambda: job.run_once(when))
+    console.print(f"{count:,} decisions rewarded")
+
+
+@app.command()
 def preview(
     objective: Annotated[
         Path, typer.Option("--objective", help="YAML file of the objective to preview")

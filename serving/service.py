@@ -1,11 +1,18 @@
-"""Assembles the running service from settings: store, champion policies, engine, app."""
+"""Assembles the running service from settings: store, champion policies, engine, app, jobs."""
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from decisioning.settings import Settings
 from serving.engine import DecisionEngine
+
+log = logging.getLogger("decisioning.service")
 
 
 def build_engine(settings: Settings, *, policies: Any = None) -> DecisionEngine:
@@ -24,9 +31,78 @@ def build_engine(settings: Settings, *, policies: Any = None) -> DecisionEngine:
     )
 
 
+class RewardJob:
+    """Attributes rewards from ingested outcome events in the background, every ``interval`` s.
+
+    With online learning on, the attributed rewards also update the champion bandits.
+    """
+
+    def __init__(self, engine: DecisionEngine, *, interval: float, online: bool) -> None:
+        self.engine = engine
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.updater: Any = None
+        if online:
+            from training.online import OnlineUpdater
+
+            self.updater = OnlineUpdater(engine.policies, engine.store)
+        self.runs = 0
+        self.rewarded = 0
+
+    def run_once(self, now: datetime | None = None) -> int:
+        """One attribution pass; how many decisions it rewarded."""
+        from training.attribution import attribute
+
+        result = attribute(self.engine.store, now=now or datetime.now(UTC))
+        if self.updater is not None and result.rewards:
+            self.updater.submit(result.rewards)
+        self.runs += 1
+        self.rewarded += len(result.rewards)
+        return len(result.rewards)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.run_once()
+            except Exception:  # a failed pass is retried at the next tick, never kills serving
+                log.exception("reward attribution failed")
+
+    def start(self) -> None:
+        if self.updater is not None:
+            self.updater.start()
+        self._thread = threading.Thread(target=self._loop, name="reward-job", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self.updater is not None:
+            self.updater.stop(drain=False)
+
+
 def create_service_app(settings: Settings) -> Any:
-    """The FastAPI app as ``decisioning serve`` runs it."""
+    """The FastAPI app as ``decisioning serve`` runs it, with the background reward job."""
     from serving.app import create_app
 
     engine = build_engine(settings)
-    return create_app(settings, store=engine.store, policies=engine.policies, engine=engine)
+    app = create_app(settings, store=engine.store, policies=engine.policies, engine=engine)
+    job = RewardJob(
+        engine, interval=settings.attribution_interval_seconds, online=settings.online_learning
+    )
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app_: Any) -> AsyncIterator[None]:
+        job.start()
+        try:
+            async with inner(app_):
+                yield
+        finally:
+            job.stop()
+            engine.store.close()
+
+    app.router.lifespan_context = lifespan
+    app.state.reward_job = job
+    return app

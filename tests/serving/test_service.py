@@ -1,0 +1,57 @@
+"""The assembled service: engine on the settings' store, background reward job with the app."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from fastapi.testclient import TestClient
+
+from decisioning.records import Customer, Event, EventType
+from decisioning.settings import Settings
+from experiments.quality import example_objective
+from serving.service import create_service_app
+
+
+def test_reward_job_runs_with_the_app_and_attributes(tmp_path):
+    settings = Settings(data_dir=tmp_path, attribution_interval_seconds=3600)
+    app = create_service_app(settings)
+    job = app.state.reward_job
+    store = job.engine.store
+    now = datetime(2026, 3, 3, 10, tzinfo=UTC)
+    store.upsert_customers(
+        [
+            Customer(
+                "c1",
+                signup_at=now - timedelta(days=30),
+                timezone="UTC",
+                consents={"email": True},
+                attributes={"plan": "basic"},
+            )
+        ]  # fmt: skip
+    )
+    objective = example_objective("premium_upsell").activate()
+    store.save_objective(objective.model_dump(mode="json"))
+    decision = job.engine.decide("c1", objective_id="premium_upsell", as_of=now)
+    if not decision.action.is_nothing:  # a contact earns a reward once it really went out
+        store.update_decision_status(decision.decision_id, "sent", at=now)
+    store.ingest_events(
+        [
+            Event(
+                "p1",
+                "c1",
+                now + timedelta(days=1),
+                EventType.PURCHASE,
+                value=50,
+                category="premium",
+            )
+        ]
+    )
+    with TestClient(app) as client:
+        assert client.get("/health").status_code == 200
+        assert job._thread is not None and job._thread.is_alive()
+        assert job.run_once(now + timedelta(days=8)) == 1
+    assert not job._thread.is_alive()
+    logged = store.get_decision(decision.decision_id)
+    assert logged.reward_source == "attributed"
+    cost = objective.cost_of(decision.action.channel)
+    assert logged.reward == 40 - cost
