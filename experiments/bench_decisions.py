@@ -1,0 +1,320 @@
+"""Benchmark of decisions in process: single-decision latency and batch throughput.
+
+A simulated history is loaded into a SQLite store, the premium upsell objective (31 actions)
+is registered, and a LightGBM greedy policy and a VW bandit are trained on the history. Then,
+through ``DecisionEngine``:
+
+* ``decide`` for random customers of the objective's segment, logged as in production: p50 and
+  p99 latency, split into policy time, store reads (state, pending sends, budget), store
+  writes (decision log, budget reservation) and the rest (guardrails, features, explanation);
+* ``decide_many`` over every customer: customers per second, against a bare loop over the same
+  chunks that only reads the states and draws a uniform action (measured in the same run).
+
+    python -m experiments.bench_decisions --customers 20000 --days 14 --json data/bench/decisions.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from decisioning.guardrails import ContactPolicy, ContactPolicySettings
+from decisioning.history import History
+from decisioning.objectives import Objective
+from decisioning.policy import DecisionContext, Policy, ServedPolicy
+from decisioning.store import Store, open_store
+from experiments.bench import machine_info
+from experiments.quality import example_objective
+from experiments.simulator import SimulationConfig, simulate
+from serving.engine import DecisionEngine
+from training.dataset import build_training_set
+from training.fit import LearnerSettings, fit_candidates, to_batch
+
+TARGET_P99_MS = 1.0
+TARGET_BATCH_PER_S = 20_000.0
+LEARNERS = ("lightgbm_greedy", "vw_bandit")
+_READS = ("get_state", "get_states", "pending_sends", "pending_sends_many", "spent")
+_WRITES = ("log_decision", "log_decisions", "reserve_spend")
+
+
+class TimedPolicy:
+    """A policy that adds the time spent in it to ``elapsed`` (seconds)."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy, self.name, self.elapsed = policy, policy.name, 0.0
+
+    def action_distribution(self, context: DecisionContext) -> np.ndarray:
+        start = time.perf_counter()
+        try:
+            return self.policy.action_distribution(context)
+        finally:
+            self.elapsed += time.perf_counter() - start
+
+    def expected_values(self, context: DecisionContext) -> np.ndarray | None:
+        start = time.perf_counter()
+        try:
+            return self.policy.expected_values(context)
+        finally:
+            self.elapsed += time.perf_counter() - start
+
+
+class TimedStore:
+    """The store, with the time spent reading and writing added to ``read`` and ``write``."""
+
+    def __init__(self, store: Store) -> None:
+        self.store, self.read, self.write = store, 0.0, 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.store, name)
+        bucket = "read" if name in _READS else "write" if name in _WRITES else None
+        if bucket is None:
+            return method
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                setattr(self, bucket, getattr(self, bucket) + time.perf_counter() - start)
+
+        return timed
+
+
+class OnePolicy:
+    """A policy source serving one policy for every objective."""
+
+    def __init__(self, policy: TimedPolicy, version: str) -> None:
+        self.served = ServedPolicy(policy, version)  # type: ignore[arg-type]
+
+    def policy_for(self, objective: Objective) -> ServedPolicy:
+        return self.served
+
+
+def prepare(
+    customers: int, days: int, train_customers: int, seed: int, workdir: Path
+) -> dict[str, Any]:
+    """Simulate, load the store, register the objective and train both learners."""
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    first = datetime.now(UTC).replace(microsecond=0) - timedelta(days=days + 1)
+    history = simulate(SimulationConfig(customers=customers, days=days, seed=seed, start=first))
+    timings["simulate_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    store = open_store(f"sqlite:///{workdir / 'bench.db'}", create=True)
+    frames = {"customers": history.customers, "contacts": history.contacts,
+              "events": history.events}  # fmt: skip
+    store.ingest_history(History.from_frames(**frames))
+    objective = example_objective("premium_upsell").activate()
+    store.save_objective(objective.model_dump(mode="json"))
+    timings["load_store_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    ids = history.customers["customer_id"].to_numpy(dtype=object)
+    sub = set(ids[:train_customers])
+    data = build_training_set(
+        customers=history.customers[history.customers["customer_id"].isin(sub)],
+        contacts=history.contacts[history.contacts["customer_id"].isin(sub)],
+        events=history.events[history.events["customer_id"].isin(sub)],
+        objective=objective,
+        policy=ContactPolicy(ContactPolicySettings().merged(objective.guardrails)),
+        seed=seed,
+    )
+    fitted = fit_candidates(to_batch(data), LearnerSettings(seed=seed))
+    timings["train_s"] = time.perf_counter() - start
+    basic = history.customers.loc[history.customers["plan"] == "basic", "customer_id"]
+    return {
+        "store": store,
+        "objective": objective,
+        "policies": {name: fitted.policies[name] for name in LEARNERS},
+        "customer_ids": [str(c) for c in ids],
+        "segment_ids": [str(c) for c in basic],
+        "as_of": first + timedelta(days=days, hours=1),
+        "training_examples": len(data),
+        "timings": timings,
+    }
+
+
+def _pct(values: np.ndarray, q: float) -> float:
+    return float(np.percentile(values, q)) * 1e3
+
+
+def single_latency(
+    world: dict[str, Any], learner: str, requests: int, warmup: int, seed: int
+) -> dict[str, Any]:
+    """``decide`` for random segment customers, one at a time: latency and where it goes."""
+    policy = TimedPolicy(world["policies"][learner])
+    store = TimedStore(world["store"])
+    engine = DecisionEngine(
+        store=store,  # type: ignore[arg-type]
+        policies=OnePolicy(policy, f"bench/{learner}"),
+        seed=seed,
+    )
+    rng = np.random.default_rng(seed)
+    ids = world["segment_ids"]
+    picks = [ids[i] for i in rng.integers(0, len(ids), warmup + requests)]
+    total, cpu, pol, read, write = (np.zeros(requests) for _ in range(5))
+    for k, cid in enumerate(picks):
+        policy.elapsed = store.read = store.write = 0.0
+        start, start_cpu = time.perf_counter(), time.thread_time()
+        engine.decide(cid, as_of=world["as_of"])
+        spent, spent_cpu = time.perf_counter() - start, time.thread_time() - start_cpu
+        if k >= warmup:
+            i = k - warmup
+            total[i], pol[i], read[i], write[i] = spent, policy.elapsed, store.read, store.write
+            cpu[i] = spent_cpu
+    rest = total - pol - read - write
+    return {
+        "requests": requests,
+        "p50_ms": _pct(total, 50),
+        "p99_ms": _pct(total, 99),
+        "mean_ms": float(total.mean()) * 1e3,
+        "cpu_p50_ms": _pct(cpu, 50),
+        "cpu_p99_ms": _pct(cpu, 99),
+        "policy_p50_ms": _pct(pol, 50),
+        "policy_p99_ms": _pct(pol, 99),
+        "without_policy_p50_ms": _pct(total - pol, 50),
+        "without_policy_p99_ms": _pct(total - pol, 99),
+        "mean_split_ms": {
+            "policy": float(pol.mean()) * 1e3,
+            "store_read": float(read.mean()) * 1e3,
+            "store_write": float(write.mean()) * 1e3,
+            "guardrails_features_explanation": float(rest.mean()) * 1e3,
+        },
+        "policy_share": float(pol.sum() / total.sum()),
+    }
+
+
+def batch_throughput(world: dict[str, Any], learner: str, seed: int) -> dict[str, Any]:
+    """``decide_many`` over every customer, logged: customers per second."""
+    policy = TimedPolicy(world["policies"][learner])
+    engine = DecisionEngine(
+        store=world["store"], policies=OnePolicy(policy, f"bench/{learner}"), seed=seed
+    )
+    ids = world["customer_ids"]
+    start, start_cpu = time.perf_counter(), time.process_time()
+    count = sum(1 for _ in engine.decide_many(ids, as_of=world["as_of"]))
+    seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    return {
+        "customers": count,
+        "seconds": seconds,
+        "customers_per_s": count / seconds,
+        "customers_per_cpu_s": count / cpu,
+        "policy_share": policy.elapsed / seconds,
+    }
+
+
+def bare_throughput(world: dict[str, Any], seed: int, chunk: int = 500) -> dict[str, Any]:
+    """The floor: the same chunks, reading the states and drawing a uniform action only."""
+    store, ids = world["store"], world["customer_ids"]
+    n_actions = len(world["objective"].action_space())
+    rng = np.random.default_rng(seed)
+    start, start_cpu = time.perf_counter(), time.process_time()
+    count = 0
+    for first in range(0, len(ids), chunk):
+        part = ids[first : first + chunk]
+        states = store.get_states(part)
+        for cid in part:
+            _ = states.get(cid), int(rng.integers(0, n_actions))
+            count += 1
+    seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    return {"customers": count, "seconds": seconds, "customers_per_s": count / seconds,
+            "customers_per_cpu_s": count / cpu}  # fmt: skip
+
+
+def run(
+    *, customers: int, days: int, train_customers: int, requests: int, warmup: int, seed: int
+) -> dict[str, Any]:
+    """Every measurement of this benchmark, as one report."""
+    with tempfile.TemporaryDirectory() as tmp:
+        world = prepare(customers, days, train_customers, seed, Path(tmp))
+        single = {n: single_latency(world, n, requests, warmup, seed) for n in LEARNERS}
+        bare = bare_throughput(world, seed)
+        batch: dict[str, Any] = {n: batch_throughput(world, n, seed) for n in LEARNERS}
+        world["store"].close()
+    for name in LEARNERS:
+        batch[name]["vs_bare"] = batch[name]["customers_per_s"] / bare["customers_per_s"]
+        batch[name]["cpu_vs_bare"] = (
+            batch[name]["customers_per_cpu_s"] / bare["customers_per_cpu_s"]
+        )
+    batch["bare"] = bare
+    return {
+        "customers": customers,
+        "days": days,
+        "actions": len(world["objective"].action_space()),
+        "training_examples": world["training_examples"],
+        "setup": world["timings"],
+        "single": single,
+        "batch": batch,
+        "targets": {"p99_ms": TARGET_P99_MS, "batch_customers_per_s": TARGET_BATCH_PER_S},
+        "machine": machine_info(),
+    }
+
+
+def print_table(report: dict[str, Any], out: Callable[[str], None] = print) -> None:
+    out(
+        f"Decisions in process: {report['customers']:,} customers x {report['days']} days, "
+        f"{report['actions']} actions, SQLite; policies trained on "
+        f"{report['training_examples']:,} logged decisions"
+    )
+    out(f"{'policy':<18}{'p50 ms':>9}{'p99 ms':>9}{'policy p50':>12}{'policy p99':>12}"
+        f"{'rest p50':>10}{'rest p99':>10}{'batch /s':>11}{'vs bare':>9}")  # fmt: skip
+    for name, s in report["single"].items():
+        b = report["batch"][name]
+        out(
+            f"{name:<18}{s['p50_ms']:>9.3f}{s['p99_ms']:>9.3f}{s['policy_p50_ms']:>12.3f}"
+            f"{s['policy_p99_ms']:>12.3f}{s['without_policy_p50_ms']:>10.3f}"
+            f"{s['without_policy_p99_ms']:>10.3f}{b['customers_per_s']:>11,.0f}{b['vs_bare']:>9.3f}"
+        )
+        split = ", ".join(f"{k} {v:.3f}" for k, v in s["mean_split_ms"].items())
+        out(f"{'':<18}mean split (ms): {split}")
+        out(f"{'':<18}CPU time per decision p50 {s['cpu_p50_ms']:.3f} ms, p99 "
+            f"{s['cpu_p99_ms']:.3f} ms; batch {b['customers_per_cpu_s']:,.0f} customers per "
+            f"CPU-second ({b['cpu_vs_bare']:.3f} of bare)")  # fmt: skip
+    bare = report["batch"]["bare"]
+    out(f"{'bare loop':<18}{'':>72}{bare['customers_per_s']:>11,.0f}{1:>9.3f}")
+    out(f"{'':<18}batch {bare['customers_per_cpu_s']:,.0f} customers per CPU-second")
+    out(f"wall times on a machine whose 1-minute load was {report['machine']['load_average_1m']} "
+        f"on {report['machine']['cores']} cores; CPU times are less sensitive to sharing")  # fmt: skip
+    t = report["targets"]
+    out(f"targets: p99 <= {t['p99_ms']} ms, batch >= {t['batch_customers_per_s']:,.0f} customers/s")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=20_000)
+    parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--train-customers", type=int, default=5_000,
+                        help="customers whose history trains the policies")  # fmt: skip
+    parser.add_argument("--requests", type=int, default=2_000)
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="a small world, for a smoke run")
+    parser.add_argument("--json", type=Path, default=Path("data/bench/decisions.json"))
+    args = parser.parse_args(argv)
+    if args.quick:  # small defaults; sizes given explicitly are kept
+        quick = {"customers": 600, "days": 7, "train_customers": 600, "requests": 100, "warmup": 10}
+        for name, value in quick.items():
+            if getattr(args, name) == parser.get_default(name):
+                setattr(args, name, value)
+    report = run(
+        customers=args.customers, days=args.days, train_customers=args.train_customers,
+        requests=args.requests, warmup=args.warmup, seed=args.seed,
+    )  # fmt: skip
+    print_table(report)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.json}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
