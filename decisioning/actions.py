@@ -98,7 +98,7 @@ class ActionSpace:
 
     @property
     def keys(self) -> tuple[str, ...]:
-        return tuple(a.key for a in self.actions)
+        return _keys_of(self.actions)
 
     def index(self, action: Action | str) -> int:
         key = action if isinstance(action, str) else action.key
@@ -113,6 +113,11 @@ class ActionSpace:
     @property
     def channels(self) -> tuple[Channel, ...]:
         return tuple(dict.fromkeys(a.channel for a in self.actions if not a.is_nothing))
+
+
+@lru_cache(maxsize=64)
+def _keys_of(actions: Sequence[Action]) -> tuple[str, ...]:
+    return tuple(a.key for a in actions)
 
 
 @lru_cache(maxsize=64)

@@ -65,6 +65,20 @@ class TimedPolicy:
         finally:
             self.elapsed += time.perf_counter() - start
 
+    def action_distributions(self, batch: Any) -> np.ndarray:
+        start = time.perf_counter()
+        try:
+            return self.policy.action_distributions(batch)  # type: ignore[attr-defined,no-any-return]
+        finally:
+            self.elapsed += time.perf_counter() - start
+
+    def values(self, batch: Any) -> np.ndarray:
+        start = time.perf_counter()
+        try:
+            return self.policy.values(batch)  # type: ignore[attr-defined,no-any-return]
+        finally:
+            self.elapsed += time.perf_counter() - start
+
 
 class TimedStore:
     """The store, with the time spent reading and writing added to ``read`` and ``write``."""

@@ -329,8 +329,8 @@ class DecisionEngine:
             ]
             chosen = arbitrate(candidates).decision
             assert chosen is not None
-            out.append(self._settle_budget(chosen, moment))
-        return out
+            out.append(chosen)
+        return self._settle_budgets(out, moment)
 
     def _remaining_budget(self, objective: Objective, moment: datetime) -> float | None:
         if objective.budget_per_period is None:
@@ -473,28 +473,39 @@ class DecisionEngine:
             },
         )
 
-    def _settle_budget(self, decision: Decision, moment: datetime) -> Decision:
-        """Reserve a paid action's cost; if the budget ran out meanwhile, do nothing instead."""
-        if decision.action.is_nothing or decision.objective_id is None:
-            return decision
-        compiled = self._objectives().get(decision.objective_id)
-        if compiled is None or compiled.objective.budget_per_period is None:
-            return decision
-        objective = compiled.objective
-        cost = objective.cost_of(decision.action.channel)
-        if cost <= 0:
-            return decision
-        if self.store.reserve_spend(
-            objective.id, period_key(objective, moment), cost, limit=objective.budget_per_period
-        ):
-            return decision
-        return replace(
-            decision,
-            action=DO_NOTHING,
-            send_at=None,
-            propensity=decision.distribution[0] or decision.propensity,
-            explanation="Do nothing: the objective's budget for this period is spent.",
-        )
+    def _settle_budgets(self, decisions: list[Decision], moment: datetime) -> list[Decision]:
+        """Reserve the cost of the chunk's contacts; what the budget cannot pay becomes nothing.
+
+        One reservation per objective covers the whole chunk; only when it does not fit are the
+        contacts reserved one by one, in order, until the budget runs out.
+        """
+        owed: dict[str, list[tuple[int, float]]] = {}
+        for i, decision in enumerate(decisions):
+            if decision.action.is_nothing or decision.objective_id is None:
+                continue
+            compiled = self._objectives().get(decision.objective_id)
+            if compiled is None or compiled.objective.budget_per_period is None:
+                continue
+            cost = compiled.objective.cost_of(decision.action.channel)
+            if cost > 0:
+                owed.setdefault(decision.objective_id, []).append((i, cost))
+        out = list(decisions)
+        for objective_id, items in owed.items():
+            objective = self._objectives()[objective_id].objective
+            key, limit = period_key(objective, moment), objective.budget_per_period
+            assert limit is not None
+            if self.store.reserve_spend(objective_id, key, sum(c for _, c in items), limit=limit):
+                continue
+            for i, cost in items:
+                if not self.store.reserve_spend(objective_id, key, cost, limit=limit):
+                    out[i] = replace(
+                        out[i],
+                        action=DO_NOTHING,
+                        send_at=None,
+                        propensity=out[i].distribution[0] or out[i].propensity,
+                        explanation="Do nothing: the objective's budget for this period is spent.",
+                    )
+        return out
 
     def _nothing(self, customer_id: str, moment: datetime, why: str) -> Decision:
         return Decision(
