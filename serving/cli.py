@@ -327,7 +327,7 @@ def preview(
     data_dir: DataDir = None,
 ) -> None:
     """What to expect from an objective before it goes live: estimates, reach, time to a lift."""
-    from training.preview import run_preview
+    from serving.cli_preview import run_preview
 
     settings = load_settings(data_dir)
     _run(lambda: run_preview(settings, objective, data, console))

@@ -8,88 +8,41 @@ distribution and propensity. It imports no web framework: the API is a thin laye
 
 from __future__ import annotations
 
-import hashlib
-import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from decisioning.actions import DO_NOTHING, ActionSpace
+from decisioning.actions import DO_NOTHING
 from decisioning.arbitration import ArbitrationWindow, Candidate, arbitrate
 from decisioning.context import build_context
 from decisioning.customer_view import CustomerState
-from decisioning.decision import ActionValue, BlockedAction, Decision
+from decisioning.decision import BlockedAction, Decision
 from decisioning.errors import Conflict, InvalidInput, NotFound
-from decisioning.explanation import explain
 from decisioning.features import customer_features
 from decisioning.guardrails import ContactPolicy, ContactPolicySettings, ScheduledDecision
 from decisioning.holdout import in_holdout
 from decisioning.objectives import Objective
-from decisioning.policy import DecisionContext, ServedPolicy, draw
-from decisioning.segment import Segment, attribute_kinds, field_catalogue
 from decisioning.store import Store
 from models.encoding import BanditBatch
-from training.online import FEATURES_KEY, decision_features
+
+# The records and helpers live in their own modules; their names stay importable from here.
+from serving.engine_parts import (
+    Confirmation,
+    PolicySource,
+    Prepared,
+    finish_decision,
+    last_contact,
+    nothing_decision,
+    period_key,
+)
+from serving.objective_cache import CompiledObjective, ObjectiveCache
 
 HOUR = 3600.0
-
-
-class PolicySource(Protocol):
-    """Where the engine gets each objective's policy (the MLflow champion, or a fallback)."""
-
-    def policy_for(self, objective: Objective) -> ServedPolicy: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Confirmation:
-    """The send-time verdict on a scheduled decision."""
-
-    decision_id: str
-    go: bool
-    reason: str | None
-    status: str
-
-
-@dataclass
-class _Compiled:
-    """An active objective, ready to decide: its segment, policy settings and action space."""
-
-    objective: Objective
-    segment: Segment
-    contact_policy: ContactPolicy
-    costs: np.ndarray
-    actions: ActionSpace
-
-
-@dataclass
-class _Prepared:
-    """One customer and objective, ready to score: the context and what the rules said."""
-
-    objective: Objective
-    state: CustomerState
-    moment: datetime
-    context: DecisionContext
-    send_at: np.ndarray
-    blocked: tuple[BlockedAction, ...]
-    holdout: bool
-    request: dict[str, Any]
-    decision: Decision | None = None
-
-
-def period_key(objective: Objective, moment: datetime) -> str:
-    """The budget period ``moment`` falls in: ``2026-11-24``, ``2026-W48`` or ``2026-11``."""
-    if objective.budget_period == "day":
-        return moment.strftime("%Y-%m-%d")
-    if objective.budget_period == "week":
-        year, week, _ = moment.isocalendar()
-        return f"{year}-W{week:02d}"
-    return moment.strftime("%Y-%m")
 
 
 class DecisionEngine:
@@ -109,70 +62,45 @@ class DecisionEngine:
     ) -> None:
         self.store = store
         self.policies = policies
-        self.contact_settings = contact_policy or ContactPolicySettings()
         self.arbitration = arbitration or ArbitrationWindow()
         self.seed = seed
         self.clock = clock
-        self.objective_ttl = objective_ttl
         #: log what the policy saw with each decision, for online learning (training.online)
         self.log_features = log_features
-        self._lock = threading.Lock()
-        self._compiled: dict[str, _Compiled] = {}
-        self._loaded_at = -float("inf")
-        self._fields: dict[str, str] | None = None
+        self._cache = ObjectiveCache(
+            store, contact_settings=contact_policy or ContactPolicySettings(), ttl=objective_ttl
+        )
+
+    @property
+    def contact_settings(self) -> ContactPolicySettings:
+        """The service's guardrails, before each objective's own are merged in."""
+        return self._cache.contact_settings
+
+    @contact_settings.setter
+    def contact_settings(self, value: ContactPolicySettings) -> None:
+        self._cache.contact_settings = value
+
+    @property
+    def objective_ttl(self) -> float:
+        """Seconds the compiled objectives are reused before the store is read again."""
+        return self._cache.ttl
+
+    @objective_ttl.setter
+    def objective_ttl(self, value: float) -> None:
+        self._cache.ttl = value
 
     # -- objectives ---------------------------------------------------------------------------
 
     def fields(self) -> dict[str, str]:
         """Fields a segment may use: behavioural features and the customers' attributes."""
-        if self._fields is None:
-            ids = [cid for _, cid in zip(range(500), self.store.iter_customer_ids(), strict=False)]
-            states = self.store.get_states(ids).values()
-            self._fields = field_catalogue(attribute_kinds([s.attributes for s in states]))
-        return self._fields
+        return self._cache.fields()
 
     def refresh(self) -> None:
         """Reload the objectives now (after one was created, edited, paused or activated)."""
-        with self._lock:
-            self._loaded_at = -float("inf")
-            self._fields = None
+        self._cache.refresh()
 
-    def _objectives(self) -> dict[str, _Compiled]:
-        now = time.monotonic()
-        if now - self._loaded_at < self.objective_ttl:
-            return self._compiled
-        with self._lock:
-            if now - self._loaded_at >= self.objective_ttl:
-                compiled: dict[str, _Compiled] = {}
-                for doc in self.store.list_objectives():
-                    objective = Objective.model_validate(doc)
-                    compiled[objective.id] = self._compile(objective)
-                self._compiled, self._loaded_at = compiled, now
-        return self._compiled
-
-    def _compile(self, objective: Objective) -> _Compiled:
-        settings = self.contact_settings
-        if objective.guardrails:
-            settings = settings.merged(objective.guardrails)
-        return _Compiled(
-            objective=objective,
-            segment=Segment.parse(objective.segment or "", self._lenient_fields(objective)),
-            contact_policy=ContactPolicy(settings),
-            costs=objective.costs(objective.action_space()),
-            actions=objective.action_space(),
-        )
-
-    def _lenient_fields(self, objective: Objective) -> dict[str, str]:
-        try:
-            fields = self.fields()
-            Segment.parse(objective.segment or "", fields)
-            return fields
-        except InvalidInput:
-            # Attributes not seen on any stored customer yet: match by the registered text.
-            from decisioning.segment import check_segment_syntax
-
-            extra = {f: "text" for f in check_segment_syntax(objective.segment or "")}
-            return {**extra, **field_catalogue()}
+    def _objectives(self) -> dict[str, CompiledObjective]:
+        return self._cache.compiled()
 
     def objective(self, objective_id: str) -> Objective:
         compiled = self._objectives().get(objective_id)
@@ -252,12 +180,12 @@ class DecisionEngine:
                 page = []
         yield from self._members(compiled, page, now)
 
-    def _members(self, compiled: _Compiled, page: list[str], now: float) -> Iterator[str]:
+    def _members(self, compiled: CompiledObjective, page: list[str], now: float) -> Iterator[str]:
         for cid, state in self.store.get_states(page).items():
             if compiled.segment.matches({**customer_features(state, now), **state.attributes}):
                 yield cid
 
-    def _pool(self, objective_id: str | None) -> list[_Compiled]:
+    def _pool(self, objective_id: str | None) -> list[CompiledObjective]:
         objectives = self._objectives()
         if objective_id is None:
             return [c for c in objectives.values() if c.objective.status == "active"]
@@ -285,18 +213,16 @@ class DecisionEngine:
         now = moment.timestamp()
         pool = self._pool(objective_id)
         remaining = {c.objective.id: self._remaining_budget(c.objective, moment) for c in pool}
-        prepared: dict[str, list[_Prepared]] = {c.objective.id: [] for c in pool}
-        per_customer: list[list[_Prepared]] = []
+        prepared: dict[str, list[Prepared]] = {c.objective.id: [] for c in pool}
+        per_customer: list[list[Prepared]] = []
         for cid in customer_ids:
             if not cid:
                 raise InvalidInput("customer_id: must not be empty")
             state = states.get(cid) or CustomerState(cid)  # cold start: nothing known yet
             mine = pending.get(cid, ())
-            one_voice = self.arbitration.recent_decision_blocks(
-                _last_contact(state, mine, now), now
-            )
+            one_voice = self.arbitration.recent_decision_blocks(last_contact(state, mine, now), now)
             customer_f = customer_features(state, now)
-            row: list[_Prepared] = []
+            row: list[Prepared] = []
             for compiled in pool:
                 prep = self._prepare(
                     compiled, state, now, moment, mine, request, one_voice, customer_f,
@@ -313,7 +239,7 @@ class DecisionEngine:
         for cid, row in zip(customer_ids, per_customer, strict=True):
             if not row:
                 out.append(
-                    self._nothing(cid, moment, "no active objective applies to this customer")
+                    nothing_decision(cid, moment, "no active objective applies to this customer")
                 )
                 continue
             candidates = [
@@ -340,7 +266,7 @@ class DecisionEngine:
 
     def _prepare(
         self,
-        compiled: _Compiled,
+        compiled: CompiledObjective,
         state: CustomerState,
         now: float,
         moment: datetime,
@@ -351,7 +277,7 @@ class DecisionEngine:
         *,
         remaining: float | None,
         explicit: bool,
-    ) -> _Prepared | None:
+    ) -> Prepared | None:
         objective = compiled.objective
         in_segment = compiled.segment.matches({**customer_f, **state.attributes})
         if not explicit and state.known and not in_segment:
@@ -381,7 +307,7 @@ class DecisionEngine:
                     )
                 )
             context = replace(context, eligible=eligible)
-        return _Prepared(
+        return Prepared(
             objective=objective,
             state=state,
             moment=moment,
@@ -392,7 +318,7 @@ class DecisionEngine:
             request=dict(request or {}),
         )
 
-    def _score(self, compiled: _Compiled, prepared: list[_Prepared]) -> None:
+    def _score(self, compiled: CompiledObjective, prepared: list[Prepared]) -> None:
         """Ask the objective's policy once for all prepared contexts, then finish each decision."""
         if not prepared:
             return
@@ -410,68 +336,14 @@ class DecisionEngine:
             singles = [policy.expected_values(c) for c in contexts]
             values = None if singles[0] is None else np.array(singles)
         for i, prep in enumerate(prepared):
-            prep.decision = self._finish(
-                prep, served, dists[i], None if values is None else values[i]
+            prep.decision = finish_decision(
+                prep,
+                served,
+                dists[i],
+                None if values is None else values[i],
+                seed=self.seed,
+                log_features=self.log_features,
             )
-
-    def _finish(
-        self,
-        prep: _Prepared,
-        served: ServedPolicy,
-        dist: np.ndarray,
-        values: np.ndarray | None,
-    ) -> Decision:
-        objective, context = prep.objective, prep.context
-        actions = context.actions
-        if prep.holdout:
-            dist = np.zeros(len(actions))
-            dist[0] = 1.0
-            index, propensity = 0, 1.0
-        else:
-            rng = np.random.default_rng(
-                self._seed_for(context.customer_id, objective.id, context.now)
-            )
-            index, propensity = draw(dist, rng)
-        action = actions[index]
-        expected = None if values is None else float(values[index])
-        nothing_value = None if values is None else float(values[0])
-        alternatives = _alternatives(actions.keys, values, context.eligible, index)
-        send_ts = None if action.is_nothing else float(prep.send_at[index])
-        return Decision(
-            decision_id=uuid.uuid4().hex,
-            customer_id=context.customer_id,
-            decided_at=prep.moment,
-            objective_id=objective.id,
-            objective_version=objective.version,
-            action=action,
-            send_at=datetime.fromtimestamp(send_ts, UTC) if send_ts is not None else None,
-            propensity=propensity,
-            model_version=served.model_version,
-            actions=actions.keys,
-            distribution=tuple(dist.tolist()),
-            eligible=tuple(context.eligible.tolist()),
-            expected_value=expected,
-            alternatives=alternatives,
-            blocked=prep.blocked,
-            holdout=prep.holdout,
-            fallback=served.fallback,
-            explanation=explain(
-                action=action,
-                objective_name=objective.name,
-                expected_value=expected,
-                nothing_value=nothing_value,
-                alternatives=alternatives,
-                blocked=prep.blocked,
-                holdout=prep.holdout,
-                fallback=served.fallback,
-                n_actions=len(actions),
-            ),
-            context={
-                "request": prep.request,
-                "known_customer": prep.state.known,
-                **({FEATURES_KEY: decision_features(context)} if self.log_features else {}),
-            },
-        )
 
     def _settle_budgets(self, decisions: list[Decision], moment: datetime) -> list[Decision]:
         """Reserve the cost of the chunk's contacts; what the budget cannot pay becomes nothing.
@@ -507,29 +379,6 @@ class DecisionEngine:
                     )
         return out
 
-    def _nothing(self, customer_id: str, moment: datetime, why: str) -> Decision:
-        return Decision(
-            decision_id=uuid.uuid4().hex,
-            customer_id=customer_id,
-            decided_at=moment,
-            objective_id=None,
-            objective_version=None,
-            action=DO_NOTHING,
-            send_at=None,
-            propensity=1.0,
-            model_version="none",
-            actions=("none",),
-            distribution=(1.0,),
-            eligible=(True,),
-            explanation=f"Do nothing: {why}.",
-        )
-
-    def _seed_for(self, customer_id: str, objective_id: str, now: float) -> int:
-        digest = hashlib.blake2b(
-            f"{self.seed}:{objective_id}:{customer_id}:{now:.3f}".encode(), digest_size=8
-        ).digest()
-        return int.from_bytes(digest, "big")
-
     # -- after the decision -------------------------------------------------------------------
 
     def confirm(self, decision_id: str, *, at: datetime | None = None) -> Confirmation:
@@ -554,21 +403,3 @@ class DecisionEngine:
             self.store.update_decision_status(decision_id, "cancelled", at=moment)
             return Confirmation(decision_id, False, reason, "cancelled")
         return Confirmation(decision_id, True, None, "scheduled")
-
-
-def _last_contact(state: CustomerState, pending: Sequence[float], now: float) -> float | None:
-    """When the customer was last contacted, or a scheduled contact was decided (as ``now``)."""
-    times = [s.last_contact for s in state.channels.values() if s.last_contact is not None]
-    if any(t > now for t in pending):
-        times.append(now - 1e-3)  # a contact already scheduled holds the customer
-    return max(times) if times else None
-
-
-def _alternatives(
-    keys: Sequence[str], values: np.ndarray | None, eligible: np.ndarray, chosen: int, k: int = 3
-) -> tuple[ActionValue, ...]:
-    """The best eligible actions other than the chosen one, by expected value."""
-    if values is None:
-        return ()
-    order = [i for i in np.argsort(-values) if eligible[i] and i != chosen][:k]
-    return tuple(ActionValue(keys[i], float(values[i])) for i in order)

@@ -13,8 +13,6 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
-from pathlib import Path
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -32,20 +30,23 @@ from training.dataset import TrainingSet, build_training_set
 from training.fit import LearnerSettings, fit_candidates, to_batch
 from training.ope import evaluate_policies
 from training.pipeline import check_training_set, propensities
+from training.power import (
+    ALPHA,
+    POWER,
+    Interval,
+    PowerPlan,
+    bootstrap_means,
+    dr_rows,
+    interval_of,
+    lift_statistic,
+    paired_interval,
+    power_plan,
+    verdict_of,
+)
 
-ALPHA, POWER = 0.05, 0.8
 PERIOD_DAYS = {"day": 1.0, "week": 7.0, "month": 30.0}
 QUANTITIES = ("conversion", "spend", "contact", "net_value")
 NOTHING = "do_nothing"
-
-
-@dataclass(frozen=True)
-class Interval:
-    """A point estimate with its 95% bootstrap interval."""
-
-    value: float
-    low: float
-    high: float
 
 
 @dataclass(frozen=True)
@@ -72,27 +73,6 @@ class PolicyPreview:
     def dr(self, quantity: str) -> Interval:
         """The doubly robust estimate of ``quantity``."""
         return self.estimates[quantity]["dr"]
-
-
-@dataclass(frozen=True)
-class PowerPlan:
-    """What the holdout needs to measure a lift of the target's size (two-proportion test).
-
-    Rates are of the outcome event per decision (for a reduce objective, the event to avoid).
-    ``days_needed`` is the days of decisions the test needs plus the attribution window;
-    it is infinite without a holdout or without a baseline rate.
-    """
-
-    baseline_rate: float
-    target_rate: float
-    holdout_fraction: float
-    holdout_decisions: float
-    treated_decisions: float
-    holdout_customers: float
-    holdout_customer_days: float
-    days_needed: float
-    days_left: int | None
-    measurable_in_time: bool | None
 
 
 @dataclass(frozen=True)
@@ -133,7 +113,7 @@ class Preview:
     def describe(self) -> str:
         """The preview in a marketer's words, one fact a line."""
         p, pw = self.policy(self.expected), self.power
-        rate = _event_rate(self.kind)
+        rate = event_rate(self.kind)
         conv, nothing = p.dr("conversion"), self.nothing["conversion"]
         word = "outcome events" if self.kind == "reduce" else "conversions"
         who = _LABELS.get(self.expected, self.expected)
@@ -148,7 +128,7 @@ class Preview:
             f"{self.reachable_customers:.0%} of the segment's customers have at least one "
             "contact the contact policy allows.",
             f"Expected with {who}:",
-            f"  {word}: {_pct(rate(conv.value))} of decisions vs {_pct(rate(nothing.value))} doing "
+            f"  {word}: {percent(rate(conv.value))} of decisions vs {percent(rate(nothing.value))} doing "
             f"nothing; lift {p.lift.value:+.1%} [{p.lift.low:+.1%}, {p.lift.high:+.1%}], "
             f"target {self.target_lift:+.0%}",
             f"  contacts: {p.dr('contact').value:.2f} per decision, "
@@ -179,12 +159,12 @@ _LABELS = {
 }
 
 
-def _pct(share: float) -> str:
+def percent(share: float) -> str:
     """A rate for reading: estimates a little below 0 or above 1 are shown at the bound."""
     return f"{min(max(share, 0.0), 1.0):.2%}"
 
 
-def _event_rate(kind: str) -> Any:
+def event_rate(kind: str) -> Any:
     """Conversion share -> rate of the outcome event (a reduce objective converts by its absence)."""
     return (lambda x: 1.0 - x) if kind == "reduce" else (lambda x: x)
 
@@ -294,7 +274,7 @@ def preview_objective(
         for q, (r, qq) in logged.items()
     }  # fmt: skip
     terms = {
-        (name, q): _dr_rows(r, test_set.action, pscore_test, dist, qq, rows)
+        (name, q): dr_rows(r, test_set.action, pscore_test, dist, qq, rows)
         for name, dist in dists.items()
         for q, (r, qq) in logged.items()
         if q in ("conversion", "net_value")
@@ -302,7 +282,7 @@ def preview_objective(
     draws = dict(
         zip(
             terms,
-            _bootstrap_means(np.vstack(list(terms.values())), n_bootstrap, seed).T,
+            bootstrap_means(np.vstack(list(terms.values())), n_bootstrap, seed).T,
             strict=True,
         )
     )
@@ -312,18 +292,20 @@ def preview_objective(
     for name in dists:
         if name == NOTHING:
             continue
-        est = {q: {e: _interval(tables[q].get(name, e)) for e in ("ips", "dr")} for q in QUANTITIES}
+        est = {
+            q: {e: interval_of(tables[q].get(name, e)) for e in ("ips", "dr")} for q in QUANTITIES
+        }
 
         def paired(q: str, stat: Any, name: str = name) -> Interval:
             a, b = (name, q), (NOTHING, q)
-            return _paired(terms[a].mean(), terms[b].mean(), draws[a], draws[b], stat)
+            return paired_interval(terms[a].mean(), terms[b].mean(), draws[a], draws[b], stat)
 
         previews.append(
             PolicyPreview(
                 policy=name,
                 model_version=versions.get(name),
                 estimates=est,
-                lift=paired("conversion", _lift(objective.kind)),
+                lift=paired("conversion", lift_statistic(objective.kind)),
                 incremental_conversions_per_1000=paired("conversion", lambda a, b: 1000 * (a - b)),
                 incremental_net_value=paired("net_value", lambda a, b: a - b),
                 contacts_per_customer_30d=est["contact"]["dr"].value * per_customer_30d,
@@ -331,8 +313,8 @@ def preview_objective(
                 ess=float(tables["net_value"].get(name, "dr").ess),
             )
         )
-    nothing = {q: _interval(tables[q].get(NOTHING, "dr")) for q in QUANTITIES}
-    baseline = _event_rate(objective.kind)(nothing["conversion"].value)
+    nothing = {q: interval_of(tables[q].get(NOTHING, "dr")) for q in QUANTITIES}
+    baseline = event_rate(objective.kind)(nothing["conversion"].value)
     today = today or datetime.now(UTC).date()
     power = power_plan(
         baseline_rate=baseline,
@@ -345,7 +327,7 @@ def preview_objective(
         days_left=None if objective.horizon is None else (objective.horizon - today).days,
     )
     best = next(p for p in previews if p.policy == expected)
-    verdict, reason = _verdict(best.lift, objective.target_lift, power)
+    verdict, reason = verdict_of(best.lift, objective.target_lift, power)
     return Preview(
         objective_id=objective.id,
         objective_version=objective.version,
@@ -369,77 +351,6 @@ def preview_objective(
         verdict=verdict,
         reason=reason,
         notes=tuple(notes),
-    )
-
-
-def power_plan(
-    *,
-    baseline_rate: float,
-    target_lift: float,
-    kind: str,
-    holdout_fraction: float,
-    daily_decisions: float,
-    segment_customers: int,
-    window_days: float,
-    days_left: int | None,
-    alpha: float = ALPHA,
-    power: float = POWER,
-) -> PowerPlan:
-    """Decisions, customers and days a holdout needs to detect ``target_lift`` (two-sided test).
-
-    The unequal-groups sample size of a two-proportion z-test: held-out decisions at rate
-    ``baseline_rate`` against ``(1 - h) / h`` times as many treated ones at the target rate.
-    """
-    p0 = baseline_rate
-    p1 = min(p0 * (1 - target_lift if kind == "reduce" else 1 + target_lift), 1.0)
-    h = holdout_fraction
-    inf = float("inf")
-    if h <= 0 or not 0 < p0 < 1 or p1 == p0 or daily_decisions <= 0:
-        n_h = inf
-    else:
-        k = (1 - h) / h
-        z_a, z_b = NormalDist().inv_cdf(1 - alpha / 2), NormalDist().inv_cdf(power)
-        pbar = (p0 + k * p1) / (1 + k)
-        root = z_a * math.sqrt(pbar * (1 - pbar) * (1 + 1 / k)) + z_b * math.sqrt(
-            p0 * (1 - p0) + p1 * (1 - p1) / k
-        )
-        n_h = math.ceil(root**2 / (p1 - p0) ** 2)
-    finite = math.isfinite(n_h)
-    per_customer_day = daily_decisions / max(segment_customers, 1)
-    days = n_h / (h * daily_decisions) + window_days if finite else inf
-    return PowerPlan(
-        baseline_rate=p0,
-        target_rate=p1,
-        holdout_fraction=h,
-        holdout_decisions=n_h,
-        treated_decisions=n_h * (1 - h) / h if finite else inf,
-        holdout_customers=h * segment_customers,
-        holdout_customer_days=n_h / per_customer_day if finite else inf,
-        days_needed=days,
-        days_left=days_left,
-        measurable_in_time=None if days_left is None else bool(days <= days_left),
-    )
-
-
-def _verdict(lift: Interval, target: float, power: PowerPlan) -> tuple[str, str]:
-    """likely / uncertain / unlikely, and why, from the expected lift and the power plan."""
-    if math.isinf(power.days_needed):
-        why = "no holdout" if power.holdout_fraction <= 0 else "no baseline outcome rate"
-        return "not measurable", f"the lift cannot be measured ({why})"
-    timing = (
-        f"measurable in {power.days_needed:,.0f} days"
-        if power.days_left is None
-        else f"{power.days_needed:,.0f} days to measure, {power.days_left} left"
-    )
-    if power.measurable_in_time is False:
-        return "unlikely", f"{timing}: not before the horizon"
-    if lift.high < target:
-        return "unlikely", f"expected lift {lift.value:+.1%}, even its upper bound is below target"
-    if lift.value >= target and lift.low > 0:
-        return "likely", f"expected lift {lift.value:+.1%} reaches the target; {timing}"
-    return (
-        "uncertain",
-        f"expected lift {lift.value:+.1%} [{lift.low:+.1%}, {lift.high:+.1%}]; {timing}",
     )
 
 
@@ -486,103 +397,3 @@ def _conversion_model(
         return np.full(test.costs.shape, float(conversion.mean()))
     model = RewardModel(task="binary", random_state=seed)
     return model.fit(replace(train, reward=conversion)).predict(test)
-
-
-def _dr_rows(
-    reward: np.ndarray,
-    action: np.ndarray,
-    pscore: np.ndarray,
-    dist: np.ndarray,
-    q: np.ndarray,
-    rows: np.ndarray,
-) -> np.ndarray:
-    """Per-decision doubly robust terms: their mean is the DR estimate."""
-    w = dist[rows, action] / pscore
-    return np.einsum("ij,ij->i", dist, q) + w * (reward - q[rows, action])
-
-
-def _lift(kind: str) -> Any:
-    """Relative lift of the outcome against doing nothing, from conversion shares a and b."""
-    if kind == "reduce":  # conversions are non-events: lift = relative fall of the event rate
-        return lambda a, b: 1.0 - (1.0 - a) / (1.0 - b)
-    return lambda a, b: a / b - 1.0
-
-
-def _bootstrap_means(matrix: np.ndarray, n_bootstrap: int, seed: int) -> np.ndarray:
-    """Means of each row of ``matrix`` (k, n) over resamples of its columns: (n_bootstrap, k).
-
-    Every row is resampled with the same columns, so differences between rows are paired.
-    """
-    rng = np.random.default_rng(seed)
-    n = matrix.shape[1]
-    return np.array([matrix[:, rng.integers(0, n, n)].mean(axis=1) for _ in range(n_bootstrap)])
-
-
-def _paired(a: float, b: float, draws_a: np.ndarray, draws_b: np.ndarray, stat: Any) -> Interval:
-    """``stat(a, b)`` with the percentile interval of ``stat`` over the paired draws."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        value = float(stat(np.float64(a), np.float64(b)))
-        values = stat(draws_a, draws_b)
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return Interval(value, float("nan"), float("nan"))
-    low, high = np.quantile(finite, [ALPHA / 2, 1 - ALPHA / 2])
-    return Interval(value, float(low), float(high))
-
-
-def _interval(estimate: Any) -> Interval:
-    return Interval(float(estimate.value), float(estimate.ci_low), float(estimate.ci_high))
-
-
-# ---------------------------------------------------------------------------------------------
-# The command line
-
-
-def run_preview(
-    settings: Settings, objective_file: Path, data: Path, console: Any
-) -> list[Preview]:
-    """``decisioning preview``: preview every objective of a YAML file on a history directory."""
-    from rich.table import Table
-
-    from decisioning.history import load_history
-    from decisioning.objectives import load_objectives_yaml
-    from decisioning.segment import field_catalogue
-
-    with console.status(f"loading {data}"):
-        history = load_history(data)
-    fields = field_catalogue(history.customers)
-    out = []
-    for objective in load_objectives_yaml(objective_file, fields=fields):
-        with console.status(f"previewing {objective.id}"):
-            preview = preview_objective(
-                objective, customers=history.customers, contacts=history.contacts,
-                events=history.events, settings=settings, seed=settings.seed,
-            )  # fmt: skip
-        rate = _event_rate(preview.kind)
-        table = Table(
-            "policy", "outcome rate", f"lift (target {preview.target_lift:+.0%})",
-            "contacts / decision", "contacts / customer / 30 d",
-            f"spend / {preview.budget_period}", "net value / decision",
-            title=f"Preview: {objective.id} (off-policy, doubly robust, 95% intervals)",
-        )  # fmt: skip
-        for p in preview.policies:
-            conv, net = p.dr("conversion"), p.dr("net_value")
-            lo, hi = sorted((rate(conv.low), rate(conv.high)))
-            table.add_row(
-                p.policy + ("" if p.model_version is None else f" ({p.model_version})"),
-                f"{_pct(rate(conv.value))} [{_pct(lo)}, {_pct(hi)}]",
-                f"{p.lift.value:+.1%} [{p.lift.low:+.1%}, {p.lift.high:+.1%}]",
-                f"{p.dr('contact').value:.3f}",
-                f"{p.contacts_per_customer_30d:.1f}",
-                f"{p.spend_per_period:,.0f}",
-                f"{net.value:+.3f} [{net.low:+.3f}, {net.high:+.3f}]",
-            )
-        nothing = preview.nothing
-        table.add_row(
-            NOTHING, _pct(rate(nothing["conversion"].value)), "-", "0", "0", "0",
-            f"{nothing['net_value'].value:+.3f}",
-        )  # fmt: skip
-        console.print(table)
-        console.print(preview.describe())
-        out.append(preview)
-    return out

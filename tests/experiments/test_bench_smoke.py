@@ -12,7 +12,7 @@ from decisioning.settings import Settings
 from experiments import bench, bench_decisions
 from experiments.quality import OBJECTIVES_DIR
 from experiments.simulator import SimulationConfig, simulate
-from training.preview import run_preview
+from serving.cli_preview import run_preview
 
 
 @pytest.fixture(scope="module")

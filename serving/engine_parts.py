@@ -1,0 +1,172 @@
+"""The decision engine's records and the assembly of a logged decision.
+
+What the engine passes between its steps (a customer and objective prepared for scoring, the
+send-time verdict it returns) and the pure functions that turn a policy's distribution into a
+logged ``Decision``: the draw, the alternatives, the explanation and the budget period.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import numpy as np
+
+from decisioning.actions import DO_NOTHING
+from decisioning.customer_view import CustomerState
+from decisioning.decision import ActionValue, BlockedAction, Decision
+from decisioning.explanation import explain
+from decisioning.objectives import Objective
+from decisioning.policy import DecisionContext, ServedPolicy, draw
+from training.online import FEATURES_KEY, decision_features
+
+
+class PolicySource(Protocol):
+    """Where the engine gets each objective's policy (the MLflow champion, or a fallback)."""
+
+    def policy_for(self, objective: Objective) -> ServedPolicy: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """The send-time verdict on a scheduled decision."""
+
+    decision_id: str
+    go: bool
+    reason: str | None
+    status: str
+
+
+@dataclass
+class Prepared:
+    """One customer and objective, ready to score: the context and what the rules said."""
+
+    objective: Objective
+    state: CustomerState
+    moment: datetime
+    context: DecisionContext
+    send_at: np.ndarray
+    blocked: tuple[BlockedAction, ...]
+    holdout: bool
+    request: dict[str, Any]
+    decision: Decision | None = None
+
+
+def period_key(objective: Objective, moment: datetime) -> str:
+    """The budget period ``moment`` falls in: ``2026-11-24``, ``2026-W48`` or ``2026-11``."""
+    if objective.budget_period == "day":
+        return moment.strftime("%Y-%m-%d")
+    if objective.budget_period == "week":
+        year, week, _ = moment.isocalendar()
+        return f"{year}-W{week:02d}"
+    return moment.strftime("%Y-%m")
+
+
+def finish_decision(
+    prep: Prepared,
+    served: ServedPolicy,
+    dist: np.ndarray,
+    values: np.ndarray | None,
+    *,
+    seed: int,
+    log_features: bool,
+) -> Decision:
+    """The decision for ``prep``: drawn from ``dist`` (nothing for the holdout), explained."""
+    objective, context = prep.objective, prep.context
+    actions = context.actions
+    if prep.holdout:
+        dist = np.zeros(len(actions))
+        dist[0] = 1.0
+        index, propensity = 0, 1.0
+    else:
+        rng = np.random.default_rng(seed_for(seed, context.customer_id, objective.id, context.now))
+        index, propensity = draw(dist, rng)
+    action = actions[index]
+    expected = None if values is None else float(values[index])
+    nothing_value = None if values is None else float(values[0])
+    alternatives = best_alternatives(actions.keys, values, context.eligible, index)
+    send_ts = None if action.is_nothing else float(prep.send_at[index])
+    return Decision(
+        decision_id=uuid.uuid4().hex,
+        customer_id=context.customer_id,
+        decided_at=prep.moment,
+        objective_id=objective.id,
+        objective_version=objective.version,
+        action=action,
+        send_at=datetime.fromtimestamp(send_ts, UTC) if send_ts is not None else None,
+        propensity=propensity,
+        model_version=served.model_version,
+        actions=actions.keys,
+        distribution=tuple(dist.tolist()),
+        eligible=tuple(context.eligible.tolist()),
+        expected_value=expected,
+        alternatives=alternatives,
+        blocked=prep.blocked,
+        holdout=prep.holdout,
+        fallback=served.fallback,
+        explanation=explain(
+            action=action,
+            objective_name=objective.name,
+            expected_value=expected,
+            nothing_value=nothing_value,
+            alternatives=alternatives,
+            blocked=prep.blocked,
+            holdout=prep.holdout,
+            fallback=served.fallback,
+            n_actions=len(actions),
+        ),
+        context={
+            "request": prep.request,
+            "known_customer": prep.state.known,
+            **({FEATURES_KEY: decision_features(context)} if log_features else {}),
+        },
+    )
+
+
+def nothing_decision(customer_id: str, moment: datetime, why: str) -> Decision:
+    """The do-nothing decision when no objective applies, explained by ``why``."""
+    return Decision(
+        decision_id=uuid.uuid4().hex,
+        customer_id=customer_id,
+        decided_at=moment,
+        objective_id=None,
+        objective_version=None,
+        action=DO_NOTHING,
+        send_at=None,
+        propensity=1.0,
+        model_version="none",
+        actions=("none",),
+        distribution=(1.0,),
+        eligible=(True,),
+        explanation=f"Do nothing: {why}.",
+    )
+
+
+def seed_for(seed: int, customer_id: str, objective_id: str, now: float) -> int:
+    """The draw's seed: the same customer, objective and moment always draw alike."""
+    digest = hashlib.blake2b(
+        f"{seed}:{objective_id}:{customer_id}:{now:.3f}".encode(), digest_size=8
+    ).digest()
+    return int.from_bytes(digest, "big")
+
+
+def last_contact(state: CustomerState, pending: Sequence[float], now: float) -> float | None:
+    """When the customer was last contacted, or a scheduled contact was decided (as ``now``)."""
+    times = [s.last_contact for s in state.channels.values() if s.last_contact is not None]
+    if any(t > now for t in pending):
+        times.append(now - 1e-3)  # a contact already scheduled holds the customer
+    return max(times) if times else None
+
+
+def best_alternatives(
+    keys: Sequence[str], values: np.ndarray | None, eligible: np.ndarray, chosen: int, k: int = 3
+) -> tuple[ActionValue, ...]:
+    """The best eligible actions other than the chosen one, by expected value."""
+    if values is None:
+        return ()
+    order = [i for i in np.argsort(-values) if eligible[i] and i != chosen][:k]
+    return tuple(ActionValue(keys[i], float(values[i])) for i in order)
