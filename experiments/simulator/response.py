@@ -80,8 +80,10 @@ def exposure(
     fatigue = np.exp(-pressure / world.response_pressure_scale)
     harm = (1.0 + pressure / world.harm_pressure_scale) * (1.5 - affinity)
     scale = world.retention_multiplier if reduce else 1.0
+    floor = world.uplift_affinity_floor
+    reach = floor + (1.0 - floor) * affinity
     uplift = np.minimum(
-        _MAX_UPLIFT, scale * responsiveness * affinity * hour_factor * day_factor * fatigue
+        _MAX_UPLIFT, scale * responsiveness * reach * hour_factor * day_factor * fatigue
     )
     uplift = np.where(contact & ~ticket_open & ~recent_purchase, uplift, 0.0)
     p_open = np.minimum(

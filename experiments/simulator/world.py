@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from decisioning.channels import CONSENT_CHANNELS, CONTACT_CHANNELS
+from decisioning.channels import CONSENT_CHANNELS, CONTACT_CHANNELS, Channel
 from experiments.simulator.clock import DAY
 from experiments.simulator.objectives import CATEGORIES
 
@@ -58,6 +58,10 @@ class WorldConfig:
     new_customer_share: float = 0.15
     new_customer_days: float = 90.0
     ignorer_share: float = 0.10
+    #: share of sessions in the app for customers without push consent, and for those with it
+    #: at push affinity 0 and 1: how much a customer uses the app reveals how they take to push
+    app_share_no_push: float = 0.2
+    app_share_push: tuple[float, float] = (0.3, 0.95)
     activity_rate: float = 0.45
     activity_sd: float = 0.5
     anonymous_share: float = 0.04
@@ -67,11 +71,19 @@ class WorldConfig:
     #: median and log-sd of purchase values per category
     purchase_values: tuple[tuple[float, float], ...] = ((25.0, 0.4), (90.0, 0.3), (18.0, 0.5))
     persuadable_share: float = 0.10
-    persuadable_median: float = 0.05
+    #: logit slope of being persuadable on the (standardised) activity level: engaged customers
+    #: are more often persuadable, which is how a learner can tell them apart
+    persuadable_activity_link: float = 2.0
+    persuadable_median: float = 0.15
     persuadable_sd: float = 0.7
+    #: correlation of a persuadable customer's (log) responsiveness with the activity level
+    responsiveness_activity_corr: float = 0.6
     unpersuadable_median: float = 0.0001
     unpersuadable_sd: float = 0.8
     responsiveness_cap: float = 0.5
+    #: a message on a channel the customer has no affinity for still converts this share as
+    #: often as on one at affinity 1 (opens, by contrast, follow the affinity fully)
+    uplift_affinity_floor: float = 0.3
     #: a retention message saves this many times more often than a promotion converts
     retention_multiplier: float = 4.0
     ticket_rate: float = 0.004
@@ -179,7 +191,11 @@ def draw_population(
     z_activity = rng.normal(size=n)
     sd = world.activity_sd
     activity = world.activity_rate * np.exp(sd * z_activity - sd * sd / 2)
-    app_share = np.where(consent[:, 2], 0.7, 0.2)
+    lo, hi = world.app_share_push
+    push = CONTACT_CHANNELS.index(Channel.PUSH)
+    app_share = np.where(
+        consent[:, push], lo + (hi - lo) * affinity[:, push], world.app_share_no_push
+    )
 
     rates = np.asarray(world.purchase_rates)[None, :] * np.exp(rng.normal(0.0, 0.5, (n, 3)))
     premium = CATEGORIES.index("premium")
@@ -187,11 +203,14 @@ def draw_population(
     rates *= np.exp(0.3 * z_activity)[:, None]
 
     # Engaged customers are more often persuadable: a signal a learner can pick up.
-    base = np.log(world.persuadable_share / (1 - world.persuadable_share))
-    persuadable = rng.random(n) < _sigmoid(base + 0.7 * z_activity)
+    base = _logit_intercept(world.persuadable_share, world.persuadable_activity_link)
+    persuadable = rng.random(n) < _sigmoid(base + world.persuadable_activity_link * z_activity)
+    # ... and, among the persuadable, the more engaged respond more strongly.
+    rho = world.responsiveness_activity_corr
+    z_response = rho * z_activity + np.sqrt(1.0 - rho * rho) * rng.normal(size=n)
     responsiveness = np.where(
         persuadable,
-        world.persuadable_median * np.exp(rng.normal(0.0, world.persuadable_sd, n)),
+        world.persuadable_median * np.exp(world.persuadable_sd * z_response),
         world.unpersuadable_median * np.exp(rng.normal(0.0, world.unpersuadable_sd, n)),
     )
     responsiveness = np.minimum(responsiveness, world.responsiveness_cap)
@@ -221,6 +240,23 @@ def draw_population(
         ticket_rate=ticket_rate,
         churn_rate=churn,
     )
+
+
+def _logit_intercept(share: float, slope: float) -> float:
+    """The intercept b with E[sigmoid(b + slope * Z)] = share for a standard normal Z.
+
+    So the persuadable share stays what the config says however strongly it follows activity.
+    """
+    z, w = np.polynomial.hermite_e.hermegauss(64)
+    w = w / w.sum()
+    b = float(np.log(share / (1.0 - share)))
+    for _ in range(50):  # Newton steps on a smooth, increasing function of b
+        p = _sigmoid(b + slope * z)
+        gap = float(w @ p) - share
+        if abs(gap) < 1e-12:
+            break
+        b -= gap / float(w @ (p * (1.0 - p)))
+    return b
 
 
 def _shares(values: tuple[float, ...]) -> np.ndarray:
