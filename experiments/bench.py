@@ -176,19 +176,24 @@ def _http(r: dict[str, Any]) -> list[Figure]:
     ]  # fmt: skip
 
 
-def _generic(name: str) -> Callable[[dict[str, Any]], list[Figure]]:
-    """Key figures of a report this suite has no reader for: its top-level numbers."""
-
-    def read(r: dict[str, Any]) -> list[Figure]:
-        summary = r.get("summary")
-        figures: dict[str, Any] = summary if isinstance(summary, dict) else r
-        return [
-            Figure(name, k, float(v), "")
-            for k, v in figures.items()
-            if isinstance(v, int | float) and not isinstance(v, bool)
-        ][:12]
-
-    return read
+def _quality(r: dict[str, Any]) -> list[Figure]:
+    out = []
+    for logging, run in (r.get("runs") or {}).items():
+        capture = run.get("capture") or {}
+        for name, share in capture.items():
+            target, met = "", None
+            if name == r.get("learned_policy") and logging == "uniform":
+                target, met = (
+                    ">= 60%, beats every baseline",
+                    share >= 0.6
+                    and all(share > v for k, v in capture.items() if k not in (name, "vw_bandit")),
+                )
+            elif name == r.get("learned_policy") and logging == "legacy":
+                target = "beats the waterfall"
+                met = share > capture.get("waterfall", float("inf"))
+            out.append(Figure("quality", f"{logging} history: {name} share of oracle lift",
+                              share, "ratio", target, met))  # fmt: skip
+    return out
 
 
 @dataclass(frozen=True)
@@ -213,7 +218,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               ("--decisions", "20000"), _train),
     Benchmark("decisions", "experiments.bench_decisions", (), ("--quick",), _decisions),
     Benchmark("http", "experiments.bench_http", (), ("--quick",), _http),
-    Benchmark("quality", "experiments.bench_quality", (), ("--quick",), _generic("quality")),
+    Benchmark("quality", "experiments.bench_quality", (), ("--quick",), _quality),
 )  # fmt: skip
 
 
