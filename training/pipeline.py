@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,8 @@ from training.registry import (
 )
 
 LEARNED = ("lightgbm_greedy", "vw_bandit")
+#: the baseline the service serves while an objective has no champion (serving.policies)
+FALLBACK_POLICY = "waterfall"
 MIN_EXAMPLES = 200
 
 
@@ -181,10 +184,13 @@ def fit_and_evaluate(
     )
     outcome_metrics = outcome.evaluate(_with_reward(test_batch, test_set.rewards.conversion))
     step("evaluating off-policy", 0.7)
-    dists = {
-        name: pol.action_distributions(test_batch)  # type: ignore[attr-defined]
-        for name, pol in candidates.policies.items()
-    }
+    with _predictions_reused(candidates.reward_model):
+        # the greedy policy and the DM/DR estimates score the same rows with the same model
+        dists = {
+            name: pol.action_distributions(test_batch)  # type: ignore[attr-defined]
+            for name, pol in candidates.policies.items()
+        }
+        estimated = candidates.reward_model.predict(test_batch) - test_batch.costs
     client = connect(settings)
     for alias in registered:
         if alias_version(client, objective.id, alias) is None:
@@ -197,7 +203,6 @@ def fit_and_evaluate(
                 notes.append(f"the {alias} uses another action space: not evaluated")
         except Exception as err:  # a registered policy that cannot load does not block training
             notes.append(f"the {alias} could not be evaluated: {err}")
-    estimated = candidates.reward_model.predict(test_batch) - test_batch.costs
     table = evaluate_policies(
         reward=test_set.reward,
         action=test_set.action,
@@ -297,6 +302,10 @@ def train(
             version,
             candidate_ci_low=candidate_low,
             champion_value=champion_dr,
+            candidate_value=_value(table, candidate, "dr"),
+            fallback_value=_value(table, FALLBACK_POLICY, "dr")
+            if FALLBACK_POLICY in dists
+            else None,
             force=force,
         )
         mlflow.set_tags({"promotion": promotion.alias, "promotion_reason": promotion.reason})
@@ -312,6 +321,25 @@ def train(
         warnings=ev.notes,
         report=report,
     )
+
+
+@contextmanager
+def _predictions_reused(model: RewardModel) -> Iterator[None]:
+    """While the block runs, ``model.predict`` of a batch it already scored returns a copy."""
+    original = model.predict
+    memo: dict[int, tuple[Any, np.ndarray]] = {}
+
+    def predict(batch: Any) -> np.ndarray:
+        hit = memo.get(id(batch))
+        if hit is None or hit[0] is not batch:
+            hit = memo[id(batch)] = (batch, original(batch))
+        return hit[1].copy()
+
+    model.predict = predict  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del model.predict
 
 
 def _with_reward(batch: Any, reward: np.ndarray) -> Any:

@@ -64,13 +64,32 @@ class Promotion:
 
 
 def gate(
-    *, candidate_ci_low: float, champion_value: float | None, force: bool = False
+    *,
+    candidate_ci_low: float,
+    champion_value: float | None,
+    candidate_value: float | None = None,
+    fallback_value: float | None = None,
+    force: bool = False,
 ) -> tuple[bool, str]:
-    """Whether a candidate replaces the champion: its DR lower bound beats the champion's DR."""
+    """Whether a candidate replaces the champion: its DR lower bound beats the champion's DR.
+
+    With no champion yet, the rule-based fallback serves: the candidate replaces it when its DR
+    estimate beats the fallback's (when both are known).
+    """
     if force:
         return True, "forced"
     if champion_value is None:
-        return True, "no champion yet"
+        if candidate_value is None or fallback_value is None:
+            return True, "no champion yet"
+        if candidate_value > fallback_value:
+            return True, (
+                f"no champion yet; DR {candidate_value:.4f} beats the rule-based fallback's "
+                f"DR {fallback_value:.4f}"
+            )
+        return False, (
+            f"no champion yet, but DR {candidate_value:.4f} does not beat the rule-based "
+            f"fallback's DR {fallback_value:.4f}: the fallback keeps serving"
+        )
     if candidate_ci_low > champion_value:
         return True, (
             f"DR lower bound {candidate_ci_low:.4f} beats the champion's DR {champion_value:.4f}"
@@ -88,11 +107,17 @@ def promote(
     *,
     candidate_ci_low: float,
     champion_value: float | None,
+    candidate_value: float | None = None,
+    fallback_value: float | None = None,
     force: bool = False,
 ) -> Promotion:
     """Apply the gate: alias ``version`` champion, or challenger if it does not clear it."""
     promoted, reason = gate(
-        candidate_ci_low=candidate_ci_low, champion_value=champion_value, force=force
+        candidate_ci_low=candidate_ci_low,
+        champion_value=champion_value,
+        candidate_value=candidate_value,
+        fallback_value=fallback_value,
+        force=force,
     )
     alias = CHAMPION if promoted else CHALLENGER
     client.set_registered_model_alias(name, alias, version)
