@@ -2,9 +2,19 @@
 
 from fastapi import APIRouter
 
-from serving.api import contacts, decisions, events, health, models, objectives, reports
+from serving.api import (
+    contacts,
+    decisions,
+    events,
+    health,
+    models,
+    objectives,
+    previews,
+    reports,
+)
 
 ROUTERS: tuple[APIRouter, ...] = (
+    previews.router,  # before objectives: /preview is no objective id
     objectives.router,
     reports.router,
     events.router,

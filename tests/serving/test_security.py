@@ -26,6 +26,7 @@ DEC = "/v1/decisions/{decision_id}"
 #: who may call what, written out independently of the code
 MATRIX: list[tuple[str, str, frozenset[str]]] = [
     ("POST", "/v1/objectives", MARKETING),
+    ("POST", "/v1/objectives/preview", MARKETING),
     ("GET", "/v1/objectives", EVERYONE),
     ("GET", OBJ, EVERYONE),
     ("GET", f"{OBJ}/versions", EVERYONE),
