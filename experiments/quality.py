@@ -155,17 +155,18 @@ def _build(
     )
     sim = Simulator(customers, seed=seed, world=world)
     moments: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    objective = example_objective(objective_name)
+    actions = objective.action_space()  # the objective's own channels and slots
 
     def record_truth(s: Simulator, day: int, idx: np.ndarray, ts: np.ndarray) -> None:
         # The truth of a moment is taken before anything is decided on its day.
         if day >= days:
-            moments.append((idx, ts, s.ground_truth(idx, ts, config.actions, objective_name)))
+            moments.append((idx, ts, s.ground_truth(idx, ts, actions, objective_name)))
 
     run_days(sim, config, record_truth)
     hist = sim.history(policy=logging, objective=objective_name)
     seconds["simulate"] = time.perf_counter() - t0
 
-    objective = example_objective(objective_name)
     policy = ContactPolicy()
     cut = pd.Timestamp(sim.day_start(days), unit="s", tz="UTC")
     t0 = time.perf_counter()
@@ -200,6 +201,8 @@ def _build(
     ts = np.concatenate([m[1] for m in moments])
     truth = np.concatenate([m[2] for m in moments])
     evalset, pos = _eval_contexts(hist, idx, ts, objective=objective, policy=policy)
+    if evalset.actions.keys != actions.keys:
+        raise ValueError("the evaluation moments and their truth have different action spaces")
     seconds["eval_set"] = time.perf_counter() - t0
     return QualityData(
         train=train, pscore=pscore, evalset=evalset, truth=truth[pos], seconds=seconds

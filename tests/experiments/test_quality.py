@@ -44,3 +44,11 @@ def test_benchmark_summary_judges_the_quality_targets() -> None:
     assert ("uniform history: lightgbm_greedy share of oracle lift", False) in figures
     assert ("legacy history: lightgbm_greedy share of oracle lift", True) in figures
     assert ("uniform history: random share of oracle lift", None) in figures
+
+
+def test_an_objective_with_fewer_channels_is_scored_on_its_own_actions() -> None:
+    # The churn objective uses four channels (25 actions), not all five.
+    result = measure_quality(customers=1000, days=14, seed=0, objective_name="churn", with_vw=False)
+    assert result.eval_moments > 0
+    assert all(share <= 1.0 + 1e-9 for share in result.capture.values())
+    assert result.capture["do_nothing"] == 0.0
