@@ -39,7 +39,7 @@ from training.fit import LearnerSettings, fit_candidates, to_batch
 
 OBJECTIVES_DIR = Path(__file__).parent / "objectives"
 #: bump when what :func:`quality_data` builds changes, so stale cache files are not reused
-_DATA_VERSION = 2
+_DATA_VERSION = 3
 #: rows the logging-policy model of a history without propensities is fitted on
 _PROPENSITY_ROWS = 40_000
 
