@@ -158,8 +158,12 @@ def build_training_set(
     sample_nothing: bool | None = None,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
+    workers: int | None = None,
 ) -> TrainingSet:
     """Replay the history and build one example per decision of ``objective``.
+
+    ``workers`` processes replay disjoint sets of customers (by default as many as there are
+    cores, up to 4, when the history is large); the examples do not depend on it.
 
     Raises ``LearningError`` when the history holds no usable decision for the objective.
     """
@@ -168,7 +172,9 @@ def build_training_set(
     )
     actions = objective.action_space()
     replay = Replay(customers=customers, contacts=contacts, events=events, moments=moments)
-    built = replay.run(objective=objective, actions=actions, policy=policy, progress=progress)
+    built = replay.run(
+        objective=objective, actions=actions, policy=policy, progress=progress, workers=workers
+    )
     report.update(built.pop("report"))
     n = len(built["action"])
     if n == 0:

@@ -7,6 +7,10 @@ action, from what happened strictly before it (point-in-time correct).
 
 from __future__ import annotations
 
+import mmap
+import multiprocessing as mp
+import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -82,37 +86,191 @@ class Replay:
         actions: ActionSpace,
         policy: ContactPolicy,
         progress: Callable[[int], None] | None,
+        workers: int | None = None,
     ) -> dict[str, Any]:
-        cust, ts, kind, row = self._stream()
-        ev, se, mo = self.events, self.sends, self.moments
-        ev_type = ev["type"].to_numpy()
-        ev_channel = ev["channel"].to_numpy()
-        ev_value = ev["value"].to_numpy(dtype=float)
-        ev_category = ev["category"].to_numpy()
-        ev_anon = ev["anonymous_id"].to_numpy()
-        ev_is_anon = (ev["customer_id"].astype(str) == "").to_numpy()
-        se_channel = se["channel"].to_numpy()
-        se_cost = _costs(se, objective)
-        mo_channel = mo["channel"].to_numpy()
-        mo_id = mo["contact_id"].to_numpy()
-        mo_slot = mo["slot"].to_numpy() if "slot" in mo else np.full(len(mo), "now")
-        mo_prop = mo["propensity"].to_numpy(dtype=float)
-        mo_cost = _costs(mo, objective)
-        base_costs = objective.costs(actions)
-        fields = _segment_fields(self.customers)
-        segment = Segment.parse(objective.segment or "", fields)
-        category = objective.outcome.category if objective.kind == "increase" else None
-        attr_cols = [c for c in self.customers.columns if c in fields and c not in _CORE_COLUMNS]
+        """Fold the stream into one example per decision moment, in customer then time order.
 
-        n_max = len(mo)
-        A, F, AF = len(actions), len(BEHAVIOUR_FEATURES), len(ACTION_FEATURES)
-        out_customer = np.zeros((n_max, F), dtype=np.float32)
-        out_af = np.zeros((n_max, A, AF), dtype=np.float32)
-        out_eligible = np.zeros((n_max, A), dtype=bool)
-        out_action = np.zeros(n_max, dtype=np.int64)
-        out_pscore = np.full(n_max, np.nan)
-        out_cost = np.zeros(n_max)
-        out_ts = np.zeros(n_max)
+        Customers are independent, so with ``workers`` > 1 (by default, on a large history
+        and with more than one core) contiguous runs of customers are folded in forked
+        processes writing into shared output arrays; the examples are the same either way.
+        """
+        job = _Fold(self, objective=objective, actions=actions, policy=policy)
+        n_workers = _workers(workers, len(job.cust)) if progress is None else 1
+        parts = _split(job.cust, n_workers)
+        out = _Outputs(len(job.mo_id), len(actions), shared=len(parts) > 1)
+        # each part writes from the first moment of its customers: no two parts overlap
+        before = np.concatenate([[0], np.cumsum(job.kind == _DECISION)])
+        offsets = [int(before[lo]) for lo, _ in parts]
+        tasks = [(lo, hi, off) for (lo, hi), off in zip(parts, offsets, strict=True)]
+        if len(tasks) == 1:
+            folded = [job.fold(*tasks[0], out, progress)]
+        else:
+            folded = _in_processes(job, tasks, out)
+        skipped: dict[str, int] = {}
+        for part in folded:
+            for reason, count in part["skipped"].items():
+                skipped[reason] = skipped.get(reason, 0) + count
+        if self.unknown_customer_moments:
+            skipped["unknown customer"] = self.unknown_customer_moments
+        keep = np.concatenate(
+            [
+                np.arange(off, off + part["n"])
+                for (_, _, off), part in zip(tasks, folded, strict=True)
+            ]
+        ).astype(np.int64)
+        n = len(keep)
+        attr_rows = [c for part in folded for c in part["attr_rows"]]
+        attrs = self.customers.iloc[attr_rows][job.attr_cols].reset_index(drop=True)
+        return {
+            "customer_ids": np.array([c for p in folded for c in p["ids"]], dtype=object),
+            "decision_ids": np.array([d for p in folded for d in p["decisions"]], dtype=object),
+            "ts": out.ts[keep],
+            "customer": out.customer[keep],
+            "attributes": attrs,
+            "action_features": out.af[keep],
+            "eligible": out.eligible[keep],
+            "costs": np.tile(job.base_costs, (n, 1)),
+            "action": out.action[keep],
+            "pscore": out.pscore[keep],
+            "cost": out.cost[keep],
+            "report": {"skipped": skipped},
+        }
+
+
+class _Outputs:
+    """The example arrays, one row per decision moment; in shared memory for forked workers."""
+
+    def __init__(self, n: int, n_actions: int, *, shared: bool) -> None:
+        F, AF = len(BEHAVIOUR_FEATURES), len(ACTION_FEATURES)
+        layout = [
+            ("customer", (n, F), np.float32),
+            ("af", (n, n_actions, AF), np.float32),
+            ("eligible", (n, n_actions), np.bool_),
+            ("action", (n,), np.int64),
+            ("pscore", (n,), np.float64),
+            ("cost", (n,), np.float64),
+            ("ts", (n,), np.float64),
+        ]
+        for name, shape, dtype in layout:
+            size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+            if shared and size:
+                # an anonymous shared mapping: a forked worker's writes are the parent's too
+                buffer = mmap.mmap(-1, size)
+                array = np.frombuffer(buffer, dtype=dtype).reshape(shape)
+            else:
+                array = np.zeros(shape, dtype=dtype)
+            setattr(self, name, array)
+        self.pscore[:] = np.nan
+
+    customer: np.ndarray
+    af: np.ndarray
+    eligible: np.ndarray
+    action: np.ndarray
+    pscore: np.ndarray
+    cost: np.ndarray
+    ts: np.ndarray
+
+
+_MIN_PARALLEL_STREAM = 200_000  # below this, starting processes costs more than it saves
+
+
+def _workers(requested: int | None, stream_length: int) -> int:
+    if requested is not None:
+        return max(1, requested)
+    if (
+        stream_length < _MIN_PARALLEL_STREAM
+        or "fork" not in mp.get_all_start_methods()
+        or threading.active_count() > 1  # forking a threaded process can deadlock the child
+    ):
+        return 1
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def _split(cust: np.ndarray, parts: int) -> list[tuple[int, int]]:
+    """``parts`` contiguous stretches of the stream of about equal length, cut between customers."""
+    n = len(cust)
+    cuts = [0]
+    for k in range(1, parts):
+        at = int(np.searchsorted(cust, cust[min(n - 1, k * n // parts)], side="left")) if n else 0
+        if at > cuts[-1]:
+            cuts.append(at)
+    cuts.append(n)
+    return [(lo, hi) for lo, hi in zip(cuts, cuts[1:], strict=False) if hi > lo] or [(0, n)]
+
+
+_JOB: tuple[_Fold, _Outputs] | None = None
+
+
+def _fold_part(task: tuple[int, int, int]) -> dict[str, Any]:
+    assert _JOB is not None
+    job, out = _JOB
+    return job.fold(*task, out, None)
+
+
+def _in_processes(job: _Fold, tasks: list[tuple[int, int, int]], out: _Outputs) -> list[Any]:
+    global _JOB
+    _JOB = (job, out)
+    try:
+        pool = mp.get_context("fork").Pool(len(tasks))
+        try:
+            folded = pool.map(_fold_part, tasks, chunksize=1)
+            pool.close()
+        finally:
+            pool.terminate()
+            pool.join()
+        return folded
+    finally:
+        _JOB = None
+
+
+class _Fold:
+    """The history's columns as arrays, and the fold of a stretch of the stream over them."""
+
+    def __init__(
+        self, replay: Replay, *, objective: Objective, actions: ActionSpace, policy: ContactPolicy
+    ) -> None:
+        self.cust, self.ts, self.kind, self.row = replay._stream()
+        ev, se, mo = replay.events, replay.sends, replay.moments
+        self.ids = replay.ids
+        self.customers = replay.customers
+        self.ev_type = ev["type"].to_numpy()
+        self.ev_channel = ev["channel"].to_numpy()
+        self.ev_value = ev["value"].to_numpy(dtype=float)
+        self.ev_category = ev["category"].to_numpy()
+        self.ev_anon = ev["anonymous_id"].to_numpy()
+        self.ev_is_anon = (ev["customer_id"].astype(str) == "").to_numpy()
+        self.se_channel = se["channel"].to_numpy()
+        self.se_cost = _costs(se, objective)
+        self.mo_channel = mo["channel"].to_numpy()
+        self.mo_id = mo["contact_id"].to_numpy()
+        self.mo_slot = mo["slot"].to_numpy() if "slot" in mo else np.full(len(mo), "now")
+        self.mo_prop = mo["propensity"].to_numpy(dtype=float)
+        self.mo_cost = _costs(mo, objective)
+        self.base_costs = objective.costs(actions)
+        fields = _segment_fields(replay.customers)
+        self.segment = Segment.parse(objective.segment or "", fields)
+        self.category = objective.outcome.category if objective.kind == "increase" else None
+        self.attr_cols = [
+            c for c in replay.customers.columns if c in fields and c not in _CORE_COLUMNS
+        ]
+        self.actions, self.policy = actions, policy
+
+    def fold(
+        self,
+        lo: int,
+        hi: int,
+        offset: int,
+        out: _Outputs,
+        progress: Callable[[int], None] | None,
+    ) -> dict[str, Any]:
+        """Fold stream positions ``[lo, hi)`` (whole customers), writing rows from ``offset``."""
+        cust, ts, kind, row = self.cust, self.ts, self.kind, self.row
+        ev_type, ev_channel, ev_value = self.ev_type, self.ev_channel, self.ev_value
+        ev_category, ev_anon, ev_is_anon = self.ev_category, self.ev_anon, self.ev_is_anon
+        se_channel, se_cost = self.se_channel, self.se_cost
+        mo_channel, mo_slot, mo_id = self.mo_channel, self.mo_slot, self.mo_id
+        actions, policy, segment = self.actions, self.policy, self.segment
+        base_costs, category = self.base_costs, self.category
         out_ids: list[str] = []
         out_decisions: list[str] = []
         out_attr_rows: list[int] = []
@@ -122,8 +280,8 @@ class Replay:
         state: CustomerState | None = None
         current = -1
         anon: dict[str, CustomerState] = {}
-        n = 0
-        for k in range(len(cust)):
+        n = offset
+        for k in range(lo, hi):
             c = int(cust[k])
             if c != current:
                 current = c
@@ -173,33 +331,23 @@ class Replay:
                     promoted_category=category,
                     customer=customer_f,
                 )
-                out_customer[n] = [customer_f[f] for f in BEHAVIOUR_FEATURES]
-                out_af[n] = context.action_features
-                out_eligible[n] = context.eligible
-                out_action[n] = index[key]
-                out_pscore[n] = mo_prop[r]
-                out_cost[n] = mo_cost[r]
-                out_ts[n] = t
+                out.customer[n] = [customer_f[f] for f in BEHAVIOUR_FEATURES]
+                out.af[n] = context.action_features
+                out.eligible[n] = context.eligible
+                out.action[n] = index[key]
+                out.pscore[n] = self.mo_prop[r]
+                out.cost[n] = self.mo_cost[r]
+                out.ts[n] = t
                 out_ids.append(self.ids[c])
                 out_decisions.append(mo_id[r])
                 out_attr_rows.append(c)
                 n += 1
-        if self.unknown_customer_moments:
-            skipped["unknown customer"] = self.unknown_customer_moments
-        attrs = self.customers.iloc[out_attr_rows][attr_cols].reset_index(drop=True)
         return {
-            "customer_ids": np.array(out_ids, dtype=object),
-            "decision_ids": np.array(out_decisions, dtype=object),
-            "ts": out_ts[:n],
-            "customer": out_customer[:n],
-            "attributes": attrs,
-            "action_features": out_af[:n],
-            "eligible": out_eligible[:n],
-            "costs": np.tile(base_costs, (n, 1)),
-            "action": out_action[:n],
-            "pscore": out_pscore[:n],
-            "cost": out_cost[:n],
-            "report": {"skipped": skipped},
+            "n": n - offset,
+            "ids": out_ids,
+            "decisions": out_decisions,
+            "attr_rows": out_attr_rows,
+            "skipped": skipped,
         }
 
 

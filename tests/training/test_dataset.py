@@ -146,3 +146,19 @@ def test_legacy_history_samples_do_nothing_moments(history, objective):
     assert data.report["sampled_do_nothing"] > 0
     assert (data.action == 0).sum() > 0
     assert np.isnan(data.pscore).all()
+
+
+def test_replay_in_processes_builds_the_same_examples(history, objective):
+    """Customers split over forked workers give the examples of one serial replay."""
+    tables = {"customers": history.customers, "contacts": history.contacts}
+    kwargs = {**tables, "events": history.events, "objective": objective, "policy": ContactPolicy()}
+    serial = build_training_set(**kwargs, workers=1)
+    split = build_training_set(**kwargs, workers=3)
+    assert len(serial) > 1000
+    for name in ("customer_ids", "decision_ids", "ts", "customer", "action_features", "eligible"):
+        assert np.array_equal(getattr(split, name), getattr(serial, name)), name
+    for name in ("action", "costs", "reward"):
+        assert np.array_equal(getattr(split, name), getattr(serial, name)), name
+    assert np.array_equal(split.pscore, serial.pscore, equal_nan=True)
+    pd.testing.assert_frame_equal(split.attributes, serial.attributes)
+    assert split.report == serial.report
