@@ -125,3 +125,27 @@ def test_load_rejects_other_files(tmp_path):
     path.write_bytes(b"not a zip")
     with pytest.raises(InvalidInput, match="is not a saved VW bandit"):
         VWBandit.load(path)
+
+
+def test_fitting_in_two_processes_gives_the_serial_models(small_log, monkeypatch):
+    """The valuer learnt in a forked process equals the one learnt beside the explorer."""
+    serial = VWBandit(exploration="epsilon", epsilon=0.1, passes=2, seed=4).fit(small_log)
+    used: list[bool] = []
+    original = VWBandit._fit_side_by_side
+
+    def spy(self, batch):
+        used.append(original(self, batch))
+        return used[-1]
+
+    monkeypatch.setattr("models.vw_bandit._side_by_side", lambda rows: True)
+    monkeypatch.setattr(VWBandit, "_fit_side_by_side", spy)
+    forked = VWBandit(exploration="epsilon", epsilon=0.1, passes=2, seed=4).fit(small_log)
+    assert used == [True]
+    assert forked.n_updates_ == serial.n_updates_ == 800
+    probes = BanditBatch.from_contexts(_probes())
+    assert np.array_equal(forked.values(probes), serial.values(probes))
+    assert np.array_equal(forked.action_distributions(probes), serial.action_distributions(probes))
+    more = make_logged_batch(np.random.default_rng(6), 50)
+    serial.partial_fit(more)
+    forked.partial_fit(more)
+    assert np.array_equal(forked.values(probes), serial.values(probes))
