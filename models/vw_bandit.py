@@ -31,7 +31,8 @@ from decisioning.actions import Action
 from decisioning.errors import InvalidInput
 from decisioning.policy import DecisionContext
 from models.baselines import BasePolicy
-from models.encoding import BanditBatch, FeatureSpec, vw_context_lines, vw_examples
+from models.encoding import BanditBatch, FeatureSpec, vw_context_lines
+from models.vw_text import vw_texts
 
 _EXPLORATIONS = ("epsilon", "squarecb")
 _FORMAT = 1  # version of the saved-file layout
@@ -252,8 +253,7 @@ class VWBandit(BasePolicy, BaseEstimator):
             cost = cost + batch.costs[np.arange(len(batch)), action]
         workspaces = [getattr(self, name) for name in which]
         with self._lock():
-            for lines, _ in vw_examples(batch, self.spec_, cost=cost):
-                text = "\n".join(lines)
+            for text, _ in vw_texts(batch, self.spec_, cost=cost):
                 for ws in workspaces:
                     _learn(ws, text)
         self.n_updates_ += len(batch)
@@ -265,8 +265,8 @@ class VWBandit(BasePolicy, BaseEstimator):
         check_is_fitted(self)
         out = np.zeros((len(batch), batch.n_actions), dtype=float)
         with self._lock():
-            for i, (lines, idx) in enumerate(vw_examples(batch, self.spec_)):
-                out[i, idx] = _predict(self.explorer_, "\n".join(lines))
+            for i, (text, idx) in enumerate(vw_texts(batch, self.spec_)):
+                out[i, idx] = _predict(self.explorer_, text)
         # VW's pmf is float32: renormalise so it sums to 1 in float64.
         return out / out.sum(axis=1, keepdims=True)
 
@@ -275,8 +275,8 @@ class VWBandit(BasePolicy, BaseEstimator):
         check_is_fitted(self)
         out = np.empty((len(batch), batch.n_actions), dtype=float)
         with self._lock():
-            for i, (lines, idx) in enumerate(vw_examples(batch, self.spec_, all_actions=True)):
-                out[i, idx] = _predict(self.valuer_, "\n".join(lines))
+            for i, (text, idx) in enumerate(vw_texts(batch, self.spec_, all_actions=True)):
+                out[i, idx] = _predict(self.valuer_, text)
         return -out
 
     def action_distribution(self, context: DecisionContext) -> np.ndarray:
