@@ -65,6 +65,21 @@ class TimedPolicy:
         finally:
             self.elapsed += time.perf_counter() - start
 
+    def __getattr__(self, name: str) -> Any:
+        # the combined calls (distribution and values from one prediction), when the policy has
+        if name not in ("distribution_and_values", "distributions_and_values"):
+            raise AttributeError(name)
+        method = getattr(self.policy, name)
+
+        def timed(*args: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return method(*args)
+            finally:
+                self.elapsed += time.perf_counter() - start
+
+        return timed
+
     def action_distributions(self, batch: Any) -> np.ndarray:
         start = time.perf_counter()
         try:
@@ -123,13 +138,17 @@ def prepare(
     timings["simulate_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    store = open_store(f"sqlite:///{workdir / 'bench.db'}", create=True)
+    # the store as the service opens it: states and scheduled sends kept in memory, warmed
+    store = open_store(f"sqlite:///{workdir / 'bench.db'}", create=True, hot=True, hot_ttl=3600.0)
     frames = {"customers": history.customers, "contacts": history.contacts,
               "events": history.events}  # fmt: skip
     store.ingest_history(History.from_frames(**frames))
     objective = example_objective("premium_upsell").activate()
     store.save_objective(objective.model_dump(mode="json"))
     timings["load_store_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    store.warm()
+    timings["warm_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
     ids = history.customers["customer_id"].to_numpy(dtype=object)

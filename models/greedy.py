@@ -52,13 +52,22 @@ class GreedyPolicy(BasePolicy):
         return pred - context_costs(context) if self.subtract_costs else pred
 
     def action_distribution(self, context: DecisionContext) -> np.ndarray:
+        return self.distribution_and_values(context)[0]
+
+    def distribution_and_values(self, context: DecisionContext) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`action_distribution` and :meth:`expected_values` from one prediction."""
+        values = self.expected_values(context)
         eligible = np.asarray(context.eligible, dtype=bool)
-        return epsilon_greedy(self.expected_values(context), eligible, self.epsilon)
+        return epsilon_greedy(values, eligible, self.epsilon), values
 
     def action_distributions(self, batch: BanditBatch) -> np.ndarray:
+        return self.distributions_and_values(batch)[0]
+
+    def distributions_and_values(self, batch: BanditBatch) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`action_distributions` and :meth:`values` from one prediction per context."""
         values = self.values(batch)
         eligible = batch.eligible
         dist = eligible * (self.epsilon / eligible.sum(axis=1, keepdims=True))
         best = np.argmax(np.where(eligible, values, -np.inf), axis=1)
         dist[np.arange(len(batch)), best] += 1.0 - self.epsilon
-        return dist
+        return dist, values

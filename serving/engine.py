@@ -59,6 +59,7 @@ class DecisionEngine:
         clock: Callable[[], float] = time.time,
         objective_ttl: float = 5.0,
         log_features: bool = False,
+        budget_ttl: float = 1.0,
     ) -> None:
         self.store = store
         self.policies = policies
@@ -70,6 +71,9 @@ class DecisionEngine:
         self._cache = ObjectiveCache(
             store, contact_settings=contact_policy or ContactPolicySettings(), ttl=objective_ttl
         )
+        #: seconds the budget spent per objective and period is reused before reading it again
+        self.budget_ttl = budget_ttl
+        self._spent: dict[tuple[str, str], tuple[float, float]] = {}
 
     @property
     def contact_settings(self) -> ContactPolicySettings:
@@ -129,7 +133,7 @@ class DecisionEngine:
             as_of=as_of,
         )[0]
         if log:
-            self.store.log_decision(decision)
+            self.store.log_decision(decision, defer=True)
         return decision
 
     def decide_many(
@@ -157,7 +161,7 @@ class DecisionEngine:
                 as_of=as_of,
             )
             if log:
-                self.store.log_decisions(out)
+                self.store.log_decisions(out, defer=True)
             yield from out
 
     def _states(self, ids: Sequence[str]) -> dict[str, CustomerState]:
@@ -259,10 +263,26 @@ class DecisionEngine:
         return self._settle_budgets(out, moment)
 
     def _remaining_budget(self, objective: Objective, moment: datetime) -> float | None:
+        """What the period's budget has left, as the contact policy's guide.
+
+        Read from the store at most every ``budget_ttl`` seconds and kept current with this
+        engine's own reservations; the reservation itself (``_settle_budgets``) is the exact
+        check, so a guide a moment old can never overspend.
+        """
         if objective.budget_per_period is None:
             return None
-        spent = self.store.spent(objective.id, period_key(objective, moment))
-        return max(0.0, objective.budget_per_period - spent)
+        key = (objective.id, period_key(objective, moment))
+        now = time.monotonic()
+        known = self._spent.get(key)
+        if known is None or now - known[1] > self.budget_ttl:
+            known = (self.store.spent(*key), now)
+            self._spent[key] = known
+        return max(0.0, objective.budget_per_period - known[0])
+
+    def _reserved(self, key: tuple[str, str], amount: float) -> None:
+        known = self._spent.get(key)
+        if known is not None:
+            self._spent[key] = (known[0] + amount, known[1])
 
     def _prepare(
         self,
@@ -326,11 +346,22 @@ class DecisionEngine:
         policy = served.policy
         contexts = [p.context for p in prepared]
         batch_dist = getattr(policy, "action_distributions", None)
+        # a policy that scores once for both the distribution and the values says so
+        batch_both = getattr(policy, "distributions_and_values", None)
+        one_both = getattr(policy, "distribution_and_values", None)
+        values: np.ndarray | None
         if len(prepared) > 1 and batch_dist is not None:
             batch = BanditBatch.from_contexts(contexts)
-            dists = batch_dist(batch)
-            batch_values = getattr(policy, "values", None)
-            values = batch_values(batch) if batch_values is not None else None
+            if batch_both is not None:
+                dists, values = batch_both(batch)
+            else:
+                dists = batch_dist(batch)
+                batch_values = getattr(policy, "values", None)
+                values = batch_values(batch) if batch_values is not None else None
+        elif one_both is not None:
+            pairs = [one_both(c) for c in contexts]
+            dists = np.array([d for d, _ in pairs])
+            values = None if pairs[0][1] is None else np.array([v for _, v in pairs])
         else:
             dists = np.array([policy.action_distribution(c) for c in contexts])
             singles = [policy.expected_values(c) for c in contexts]
@@ -366,10 +397,15 @@ class DecisionEngine:
             objective = self._objectives()[objective_id].objective
             key, limit = period_key(objective, moment), objective.budget_per_period
             assert limit is not None
-            if self.store.reserve_spend(objective_id, key, sum(c for _, c in items), limit=limit):
+            total = sum(c for _, c in items)
+            if self.store.reserve_spend(objective_id, key, total, limit=limit):
+                self._reserved((objective_id, key), total)
                 continue
+            self._spent.pop((objective_id, key), None)  # read again: others spent meanwhile
             for i, cost in items:
-                if not self.store.reserve_spend(objective_id, key, cost, limit=limit):
+                if self.store.reserve_spend(objective_id, key, cost, limit=limit):
+                    self._reserved((objective_id, key), cost)
+                else:
                     out[i] = replace(
                         out[i],
                         action=DO_NOTHING,

@@ -21,7 +21,9 @@ def build_engine(settings: Settings, *, policies: Any = None) -> DecisionEngine:
     from decisioning.store import open_store
     from training.registry import ChampionPolicies
 
-    store = open_store(settings.resolved_database_url, create=True)
+    # the deciding process keeps the hot customer view in memory, loaded before serving
+    store = open_store(settings.resolved_database_url, create=True, hot=True)
+    store.warm()
     return DecisionEngine(
         store=store,
         policies=policies or ChampionPolicies(settings),

@@ -96,7 +96,18 @@ class CustomersMixin(StoreBase):
         return self.get_states([customer_id]).get(customer_id)
 
     def get_states(self, customer_ids: Iterable[str]) -> dict[str, CustomerState]:
-        """The states of the ids the store knows (unknown ids are left out)."""
+        """The states of the ids the store knows (unknown ids are left out).
+
+        A hot store serves them from memory (read through; see ``decisioning.store.hot``).
+        The states returned are shared: read them, never change them.
+        """
+        cache = self.state_cache
+        if cache is None:
+            return self._load_states(customer_ids)
+        got = cache.get_many(set(customer_ids), self._load_states)
+        return {cid: state for cid, state in got.items() if state is not None}
+
+    def _load_states(self, customer_ids: Iterable[str]) -> dict[str, CustomerState]:
         ids = sorted(set(customer_ids))
         found: dict[str, CustomerState] = {}
         with self._read() as conn:
@@ -214,6 +225,7 @@ class CustomersMixin(StoreBase):
         )
 
     def _save_customers(self, conn: Connection, book: CustomerBook) -> None:
+        self._touch(conn, book.states)
         now = datetime.now(UTC)
         rows = [
             {

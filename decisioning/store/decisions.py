@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,9 +15,21 @@ from decisioning.actions import Action
 from decisioning.decision import ActionValue, BlockedAction, Decision
 from decisioning.errors import Conflict, InvalidInput, NotFound
 from decisioning.store.engine import StoreBase, chunks
+from decisioning.store.log_writer import DecisionLogWriter
 from decisioning.store.schema import DECISION_STATUSES, contacts, decisions
 
 Moment = datetime | float
+#: a scheduled send: the decision's id and its send time (epoch seconds)
+Send = tuple[str, float]
+
+
+def _epoch(moment: Moment) -> float:
+    return moment.timestamp() if isinstance(moment, datetime) else float(moment)
+
+
+def _with_send(item: Send, sends: tuple[Send, ...] | None) -> tuple[Send, ...]:
+    return (*(sends or ()), item)
+
 
 #: which status a decision may move to from each status (a terminal status allows none)
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -151,24 +164,65 @@ def _between(stmt: Any, column: Any, since: Moment | None, until: Moment | None)
 class DecisionsMixin(StoreBase):
     """Logging decisions, following their delivery, attaching rewards, and counting them."""
 
-    def log_decision(self, decision: Decision, *, status: str | None = None) -> bool:
-        """Log one decision; False if its id was logged already (the call changes nothing)."""
-        return self.log_decisions([decision], status=status) == 1
+    @property
+    def log_writer(self) -> DecisionLogWriter:
+        """The writer of deferred decision-log rows (``log_decisions(..., defer=True)``)."""
+        writer: DecisionLogWriter | None = self.__dict__.get("_log_writer")
+        if writer is None:
+            writer = self.__dict__.setdefault("_log_writer", DecisionLogWriter(self._insert_rows))
+        return writer
 
-    def log_decisions(self, batch: Iterable[Decision], *, status: str | None = None) -> int:
+    def flush_decisions(self) -> None:
+        """Insert the decisions logged with ``defer=True`` that are still queued."""
+        writer: DecisionLogWriter | None = self.__dict__.get("_log_writer")
+        if writer is not None and writer.pending():
+            writer.flush()
+
+    def _insert_rows(self, rows: Sequence[dict[str, Any]]) -> int:
+        with self._write() as conn:
+            return len(self._insert_new(conn, decisions, rows))
+
+    def log_decision(
+        self, decision: Decision, *, status: str | None = None, defer: bool = False
+    ) -> bool:
+        """Log one decision; False if its id was logged already (the call changes nothing).
+
+        With ``defer=True`` it is queued and inserted in the background (see
+        :meth:`log_decisions`); the answer is then True.
+        """
+        return self.log_decisions([decision], status=status, defer=defer) == 1
+
+    def log_decisions(
+        self, batch: Iterable[Decision], *, status: str | None = None, defer: bool = False
+    ) -> int:
         """Log decisions in one transaction; how many were new (known ids are skipped).
 
         The status is ``status`` if given, else :func:`default_status` of each decision.
+        ``defer=True`` queues them for a background insert and returns at once (how many were
+        queued): every read of the log flushes the queue first, and so does ``close``, so a
+        deferred decision is never missed nor lost. Its scheduled send counts at once.
         """
         now = datetime.now(UTC)
         rows = [_row(d, status or default_status(d), now) for d in batch]
         if not rows:
             return 0
-        with self._write() as conn:
-            return len(self._insert_new(conn, decisions, rows))
+        if not defer:
+            self.flush_decisions()  # keep the log in decision order
+            inserted = self._insert_rows(rows)
+        else:
+            self.log_writer.submit(rows)
+            inserted = len(rows)
+        cache = self.pending_cache
+        if cache is not None:
+            for row in rows:
+                if row["status"] == "scheduled" and row["send_at"] is not None:
+                    item = (row["decision_id"], row["send_at"].timestamp())
+                    cache.update(row["customer_id"], partial(_with_send, item))
+        return inserted
 
     def get_decision(self, decision_id: str) -> LoggedDecision:
         """The logged decision with this id."""
+        self.flush_decisions()
         with self._read() as conn:
             row = conn.execute(
                 sa.select(decisions).where(decisions.c.decision_id == decision_id)
@@ -191,6 +245,7 @@ class DecisionsMixin(StoreBase):
                 f"(expected one of: {', '.join(DECISION_STATUSES)})"
             )
         allowed_from = [s for s, targets in TRANSITIONS.items() if status in targets]
+        self.flush_decisions()
         with self._write() as conn:
             done = conn.execute(
                 sa.update(decisions)
@@ -205,7 +260,9 @@ class DecisionsMixin(StoreBase):
                     raise NotFound(f"decision {decision_id!r} not found")
                 if current != status:
                     raise Conflict(f"decision {decision_id!r} is {current}, cannot become {status}")
-        return self.get_decision(decision_id)
+        logged = self.get_decision(decision_id)
+        self._forget_pending([logged.decision.customer_id])
+        return logged
 
     def set_reward(
         self, decision_id: str, reward: float, source: str, *, at: Moment | None = None
@@ -213,6 +270,7 @@ class DecisionsMixin(StoreBase):
         """Attach the decision's observed reward and where it came from (replaces any earlier)."""
         if math.isnan(reward) or math.isinf(reward):
             raise InvalidInput(f"decision {decision_id!r}: reward must be finite, got {reward}")
+        self.flush_decisions()
         with self._write() as conn:
             done = conn.execute(
                 sa.update(decisions)
@@ -235,6 +293,7 @@ class DecisionsMixin(StoreBase):
         page: int = 1000,
     ) -> Iterator[LoggedDecision]:
         """Logged decisions with ``since <= decided_at < until``, oldest first, page by page."""
+        self.flush_decisions()
         after: tuple[datetime, str] | None = None
         while True:
             stmt = sa.select(decisions).order_by(decisions.c.decided_at, decisions.c.decision_id)
@@ -264,7 +323,54 @@ class DecisionsMixin(StoreBase):
     def pending_sends_many(
         self, customer_ids: Sequence[str], *, after: Moment | None = None
     ) -> dict[str, list[float]]:
-        """:meth:`pending_sends` for many customers at once (customers with none left out)."""
+        """:meth:`pending_sends` for many customers at once (customers with none left out).
+
+        A hot store serves them from memory (read through; see ``decisioning.store.hot``).
+        """
+        cache = self.pending_cache
+        if cache is None:
+            self.flush_decisions()
+            return self._load_pending(customer_ids, after=after)
+        after_ts = None if after is None else _epoch(after)
+        out: dict[str, list[float]] = {}
+        for cid, sends in cache.get_many(set(customer_ids), self._load_pending_items).items():
+            times = sorted(t for _, t in sends or () if after_ts is None or t > after_ts)
+            if times:
+                out[cid] = times
+        return out
+
+    def _load_pending_items(self, customer_ids: Sequence[str]) -> dict[str, tuple[Send, ...]]:
+        """Scheduled sends (decision id, epoch seconds) from the log, queued rows included."""
+        wanted = set(customer_ids)
+        # the queue is read first: a row committed meanwhile is then in the database
+        queued = [
+            (r["customer_id"], (r["decision_id"], r["send_at"].timestamp()))
+            for r in self.__dict__["_log_writer"].unflushed()
+            if r["customer_id"] in wanted and r["status"] == "scheduled" and r["send_at"]
+        ] if "_log_writer" in self.__dict__ else []  # fmt: skip
+        found: dict[str, dict[str, float]] = {}
+        with self._read() as conn:
+            for part in chunks(sorted(wanted)):
+                stmt = sa.select(
+                    decisions.c.customer_id, decisions.c.decision_id, decisions.c.send_at
+                ).where(
+                    decisions.c.customer_id.in_(part),
+                    decisions.c.status == "scheduled",
+                    decisions.c.send_at.is_not(None),
+                )
+                for cid, did, send_at in conn.execute(stmt):
+                    found.setdefault(cid, {})[did] = send_at.timestamp()
+        for cid, (did, ts) in queued:
+            found.setdefault(cid, {})[did] = ts
+        return {cid: tuple(sends.items()) for cid, sends in found.items()}
+
+    def _forget_pending(self, customer_ids: Iterable[str]) -> None:
+        if self.pending_cache is not None:
+            self.pending_cache.drop(customer_ids)
+
+    def _load_pending(
+        self, customer_ids: Sequence[str], *, after: Moment | None = None
+    ) -> dict[str, list[float]]:
         out: dict[str, list[float]] = {}
         with self._read() as conn:
             for part in chunks(sorted(set(customer_ids))):
@@ -285,6 +391,7 @@ class DecisionsMixin(StoreBase):
 
     def due_decisions(self, until: Moment, *, limit: int = 1000) -> list[LoggedDecision]:
         """Scheduled decisions whose send time has come (``send_at <= until``), earliest first."""
+        self.flush_decisions()
         stmt = (
             sa.select(decisions)
             .where(decisions.c.status == "scheduled", decisions.c.send_at <= until)
@@ -301,6 +408,7 @@ class DecisionsMixin(StoreBase):
         until: Moment | None = None,
     ) -> list[DecisionCount]:
         """Decisions grouped by action, holdout and status, with their rewards, for reports."""
+        self.flush_decisions()
         d = decisions.c
         keys = (d.action, d.channel, d.holdout, d.status)
         stmt = sa.select(

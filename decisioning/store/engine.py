@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
 from decisioning.errors import InvalidInput
+from decisioning.store.hot import ReadThrough
 
 try:  # optional speed-up: the state JSON is decoded and encoded for every ingested event
     import orjson
@@ -34,6 +35,8 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 #: execution option that makes a SQLite transaction a deferred (read) one
 _READ_ONLY = "decisioning_read_only"
+#: connection info key: customers written by the current write transaction
+_TOUCHED = "decisioning_touched"
 #: rows per statement when a list of keys goes into an IN (...) clause
 KEY_CHUNK = 1000
 
@@ -156,6 +159,9 @@ class StoreBase:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        #: in-process customer states and scheduled sends (``hot=True``), see ``store.hot``
+        self.state_cache: ReadThrough[Any] | None = None
+        self.pending_cache: ReadThrough[Any] | None = None
 
     @property
     def url(self) -> str:
@@ -163,9 +169,33 @@ class StoreBase:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        """One write transaction (SQLite: ``BEGIN IMMEDIATE``), committed on success."""
-        with self.engine.begin() as conn:
-            yield conn
+        """One write transaction (SQLite: ``BEGIN IMMEDIATE``), committed on success.
+
+        Customers whose state the transaction wrote (:meth:`_touch`) leave the in-process
+        cache again once it has ended: a read that raced with it does not stay cached.
+        """
+        touched: list[str] = []
+        try:
+            with self.engine.begin() as conn:
+                conn.info[_TOUCHED] = touched
+                yield conn
+                conn.info.pop(_TOUCHED, None)
+        finally:
+            if touched and self.state_cache is not None:
+                self.state_cache.drop(touched)
+
+    def flush_decisions(self) -> None:
+        """Insert the queued decision-log rows (the decision log's part of the store does)."""
+
+    def _touch(self, conn: Connection, customer_ids: Iterable[str]) -> None:
+        """Mark customers' states as written in this transaction (dropped from the cache)."""
+        if self.state_cache is None:
+            return
+        ids = list(customer_ids)
+        self.state_cache.drop(ids)
+        touched = conn.info.get(_TOUCHED)
+        if touched is not None:
+            touched.extend(ids)
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:

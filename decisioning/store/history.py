@@ -225,6 +225,7 @@ class HistoryMixin(CustomersMixin):
         ``outside_log`` keeps only the contacts that are not a logged decision (neither their
         ``contact_id`` nor their ``decision_id`` is in the decision log): those of a history.
         """
+        self.flush_decisions()
         c = contacts.c
         columns = [c[name] for name in CONTACT_COLUMNS]
         columns[2], columns[5] = self._raw_time(c.ts), self._raw_time(c.send_at)
@@ -269,6 +270,7 @@ class HistoryMixin(CustomersMixin):
         that can be rewarded and have no reward yet: do-nothing ones, and contacts whose status
         says the message went out. ``after`` (decided_at, decision_id) and ``limit`` page.
         """
+        self.flush_decisions()
         d, c = decisions.c, contacts.c
         columns = [
             d.decision_id, d.customer_id, d.objective_id, d.objective_version,
@@ -323,6 +325,7 @@ class HistoryMixin(CustomersMixin):
         A decision rewarded in the meantime (an explicit reward reported while attribution
         ran) keeps its reward: this never overwrites one.
         """
+        self.flush_decisions()
         bad = [k for k, v in rewards.items() if not np.isfinite(v)]
         if bad:
             raise InvalidInput(f"decision {bad[0]!r}: reward must be finite, got {rewards[bad[0]]}")
