@@ -15,8 +15,9 @@ class GreedyPolicy(BasePolicy):
 
     The value of an action is the model's expected gross reward minus the action's cost
     (``subtract_costs=True``, for a model of gross outcomes such as :class:`RewardModel`), or
-    the prediction as is when the model already predicts net value. Ties go to the lowest
-    index, so doing nothing wins when no contact is predicted to pay for itself.
+    the prediction as is when the model already predicts net value. The best contact is chosen
+    only when its value beats doing nothing's by more than ``margin``; otherwise, and on ties,
+    the policy does nothing.
 
     Parameters
     ----------
@@ -24,6 +25,9 @@ class GreedyPolicy(BasePolicy):
         A fitted model with ``predict(batch) -> (n, n_actions)``.
     epsilon : float
         Probability mass spread uniformly over the eligible actions.
+    margin : float
+        How much more than doing nothing a contact must be predicted to be worth before it is
+        chosen: a guard against the model's noise (``training.fit`` tunes it off-policy).
     """
 
     def __init__(
@@ -31,14 +35,18 @@ class GreedyPolicy(BasePolicy):
         reward_model: RewardModel,
         *,
         epsilon: float = 0.0,
+        margin: float = 0.0,
         subtract_costs: bool = True,
         seed: int = 0,
         name: str = "greedy",
     ) -> None:
         if not 0.0 <= epsilon <= 1.0:
             raise ValueError(f"epsilon must lie in [0, 1], got {epsilon}")
+        if not margin >= 0.0:
+            raise ValueError(f"margin must be a number >= 0, got {margin}")
         self.reward_model = reward_model
         self.epsilon = epsilon
+        self.margin = margin
         self.subtract_costs = subtract_costs
         self.seed, self.name = seed, name
 
@@ -58,7 +66,8 @@ class GreedyPolicy(BasePolicy):
         """:meth:`action_distribution` and :meth:`expected_values` from one prediction."""
         values = self.expected_values(context)
         eligible = np.asarray(context.eligible, dtype=bool)
-        return epsilon_greedy(values, eligible, self.epsilon), values
+        scores = values - self._margins(len(values)) if self.margin else values
+        return epsilon_greedy(scores, eligible, self.epsilon), values
 
     def action_distributions(self, batch: BanditBatch) -> np.ndarray:
         return self.distributions_and_values(batch)[0]
@@ -66,8 +75,18 @@ class GreedyPolicy(BasePolicy):
     def distributions_and_values(self, batch: BanditBatch) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`action_distributions` and :meth:`values` from one prediction per context."""
         values = self.values(batch)
-        eligible = batch.eligible
+        return self.distributions_of(values, batch.eligible), values
+
+    def distributions_of(self, values: np.ndarray, eligible: np.ndarray) -> np.ndarray:
+        """The policy's distributions given every action's value, shape (n, n_actions)."""
         dist = eligible * (self.epsilon / eligible.sum(axis=1, keepdims=True))
-        best = np.argmax(np.where(eligible, values, -np.inf), axis=1)
-        dist[np.arange(len(batch)), best] += 1.0 - self.epsilon
-        return dist, values
+        scores = values - self._margins(values.shape[1]) if self.margin else values
+        best = np.argmax(np.where(eligible, scores, -np.inf), axis=1)
+        dist[np.arange(len(values)), best] += 1.0 - self.epsilon
+        return dist
+
+    def _margins(self, n_actions: int) -> np.ndarray:
+        """What each action's value must beat by: the margin, except doing nothing (index 0)."""
+        margins = np.full(n_actions, self.margin)
+        margins[0] = 0.0
+        return margins
