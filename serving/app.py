@@ -116,6 +116,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        service.engine.close()
         if service.owns_store:
             service.store.close()
 

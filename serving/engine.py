@@ -29,6 +29,7 @@ from decisioning.holdout import in_holdout
 from decisioning.objectives import Objective
 from decisioning.store import Store
 from models.encoding import BanditBatch
+from serving.budget_leases import BudgetLeases
 
 # The records and helpers live in their own modules; their names stay importable from here.
 from serving.engine_parts import (
@@ -60,6 +61,7 @@ class DecisionEngine:
         objective_ttl: float = 5.0,
         log_features: bool = False,
         budget_ttl: float = 1.0,
+        budget_lease: float = 0.01,
     ) -> None:
         self.store = store
         self.policies = policies
@@ -74,6 +76,13 @@ class DecisionEngine:
         #: seconds the budget spent per objective and period is reused before reading it again
         self.budget_ttl = budget_ttl
         self._spent: dict[tuple[str, str], tuple[float, float]] = {}
+        self.budgets = BudgetLeases(
+            lambda objective_id, key, amount, limit: store.reserve_spend(
+                objective_id, key, amount, limit=limit
+            ),
+            store.add_spend,
+            fraction=budget_lease,
+        )
 
     @property
     def contact_settings(self) -> ContactPolicySettings:
@@ -277,12 +286,13 @@ class DecisionEngine:
         if known is None or now - known[1] > self.budget_ttl:
             known = (self.store.spent(*key), now)
             self._spent[key] = known
-        return max(0.0, objective.budget_per_period - known[0])
+        left = objective.budget_per_period - known[0] + self.budgets.leased(*key)
+        return max(0.0, left)
 
-    def _reserved(self, key: tuple[str, str], amount: float) -> None:
-        known = self._spent.get(key)
-        if known is not None:
-            self._spent[key] = (known[0] + amount, known[1])
+    def close(self) -> None:
+        """Give the budget leased but not spent back to the store (at shutdown)."""
+        self.budgets.release()
+        self._spent.clear()
 
     def _prepare(
         self,
@@ -379,8 +389,10 @@ class DecisionEngine:
     def _settle_budgets(self, decisions: list[Decision], moment: datetime) -> list[Decision]:
         """Reserve the cost of the chunk's contacts; what the budget cannot pay becomes nothing.
 
-        One reservation per objective covers the whole chunk; only when it does not fit are the
-        contacts reserved one by one, in order, until the budget runs out.
+        One payment per objective covers the whole chunk; only when it does not fit are the
+        contacts paid one by one, in order, until the budget runs out. Payments come from
+        budget leased in the store ahead (``serving.budget_leases``): exact, without a write
+        per contact.
         """
         owed: dict[str, list[tuple[int, float]]] = {}
         for i, decision in enumerate(decisions):
@@ -397,15 +409,11 @@ class DecisionEngine:
             objective = self._objectives()[objective_id].objective
             key, limit = period_key(objective, moment), objective.budget_per_period
             assert limit is not None
-            total = sum(c for _, c in items)
-            if self.store.reserve_spend(objective_id, key, total, limit=limit):
-                self._reserved((objective_id, key), total)
+            if self.budgets.pay(objective_id, key, sum(c for _, c in items), limit=limit):
                 continue
             self._spent.pop((objective_id, key), None)  # read again: others spent meanwhile
             for i, cost in items:
-                if self.store.reserve_spend(objective_id, key, cost, limit=limit):
-                    self._reserved((objective_id, key), cost)
-                else:
+                if not self.budgets.pay(objective_id, key, cost, limit=limit):
                     out[i] = replace(
                         out[i],
                         action=DO_NOTHING,

@@ -103,6 +103,7 @@ def create_service_app(settings: Settings) -> Any:
                 yield
         finally:
             job.stop()
+            engine.close()
             engine.store.close()
 
     app.router.lifespan_context = lifespan
