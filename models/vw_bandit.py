@@ -18,6 +18,7 @@ import os
 import tempfile
 import threading
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,7 @@ def _predict(ws: Workspace, text: str) -> list[float]:
 
 #: rows from which ``fit`` trains its two VW models in two processes
 _MIN_SIDE_BY_SIDE_ROWS = 20_000
+_STREAM_EXAMPLES = 256  # examples per message to the child
 
 
 def _side_by_side(rows: int) -> bool:
@@ -80,11 +82,13 @@ def _side_by_side(rows: int) -> bool:
     )
 
 
-def _fit_valuer(bandit: VWBandit, batch: BanditBatch, path: Path) -> None:
-    """In a forked child: the valuer's passes over ``batch``, saved to ``path``."""
-    for _ in range(bandit.passes):
-        bandit._learn(batch, which=("valuer_",))
-    bandit.valuer_.save(str(path))
+def _fit_valuer(valuer: Workspace, reader: Any, writer: Any, path: Path) -> None:
+    """In a forked child: learn the examples streamed by the parent, then save to ``path``."""
+    writer.close()  # else the child would hold the pipe open and wait forever if the parent fails
+    while data := reader.recv_bytes():
+        for text in data.decode().split("\n\n"):
+            _learn(valuer, text)
+    valuer.save(str(path))
 
 
 def _workspace_to_bytes(ws: Workspace) -> bytes:
@@ -209,17 +213,36 @@ class VWBandit(BasePolicy, BaseEstimator):
         return self
 
     def _fit_side_by_side(self, batch: BanditBatch) -> bool:
-        """Fit the explorer here and the valuer in a child process; False if the child failed."""
+        """Fit the explorer here and the valuer in a child process; False if the child failed.
+
+        The examples' text is written once, here, and streamed to the child through a pipe.
+        """
+        ctx = mp.get_context("fork")
+        reader, writer = ctx.Pipe(duplex=False)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "valuer.vw"
-            child = mp.get_context("fork").Process(
-                target=_fit_valuer, args=(self, batch, path), daemon=True
+            child = ctx.Process(
+                target=_fit_valuer, args=(self.valuer_, reader, writer, path), daemon=True
             )
             child.start()
+            reader.close()
             try:
-                for _ in range(self.passes):
-                    self._learn(batch, which=("explorer_",))
+                with self._lock():
+                    for _ in range(self.passes):
+                        chunk: list[str] = []
+                        for text in self._texts(batch):
+                            _learn(self.explorer_, text)
+                            chunk.append(text)
+                            if len(chunk) == _STREAM_EXAMPLES:
+                                writer.send_bytes("\n\n".join(chunk).encode())
+                                chunk = []
+                        if chunk:
+                            writer.send_bytes("\n\n".join(chunk).encode())
+                writer.send_bytes(b"")
+            except OSError:  # the child died: its end of the pipe is gone
+                pass
             finally:
+                writer.close()
                 child.join()
             if child.exitcode != 0 or not path.exists():
                 # the explorer learnt alone: start again, in this process only
@@ -246,16 +269,20 @@ class VWBandit(BasePolicy, BaseEstimator):
         )
         return self.partial_fit(batch)
 
-    def _learn(self, batch: BanditBatch, which: tuple[str, ...] = ("explorer_", "valuer_")) -> None:
+    def _texts(self, batch: BanditBatch) -> Iterator[str]:
+        """The labelled VW text of each logged row."""
         action, reward, _ = batch.feedback()
         cost = -reward
         if self.subtract_costs:
             cost = cost + batch.costs[np.arange(len(batch)), action]
-        workspaces = [getattr(self, name) for name in which]
+        for text, _ in vw_texts(batch, self.spec_, cost=cost):
+            yield text
+
+    def _learn(self, batch: BanditBatch) -> None:
         with self._lock():
-            for text, _ in vw_texts(batch, self.spec_, cost=cost):
-                for ws in workspaces:
-                    _learn(ws, text)
+            for text in self._texts(batch):
+                _learn(self.explorer_, text)
+                _learn(self.valuer_, text)
         self.n_updates_ += len(batch)
 
     # -- deciding -----------------------------------------------------------------------------

@@ -149,3 +149,19 @@ def test_fitting_in_two_processes_gives_the_serial_models(small_log, monkeypatch
     serial.partial_fit(more)
     forked.partial_fit(more)
     assert np.array_equal(forked.values(probes), serial.values(probes))
+
+
+def test_a_failed_child_falls_back_to_fitting_in_one_process(small_log, monkeypatch):
+    def crash(*_args):
+        raise SystemExit(3)
+
+    serial = VWBandit(exploration="epsilon", epsilon=0.1, seed=4).fit(small_log)
+    monkeypatch.setattr("models.vw_bandit._side_by_side", lambda rows: True)
+    monkeypatch.setattr("models.vw_bandit._fit_valuer", crash)
+    fallback = VWBandit(exploration="epsilon", epsilon=0.1, seed=4).fit(small_log)
+    probes = BanditBatch.from_contexts(_probes())
+    assert fallback.n_updates_ == 400
+    assert np.array_equal(fallback.values(probes), serial.values(probes))
+    assert np.array_equal(
+        fallback.action_distributions(probes), serial.action_distributions(probes)
+    )
