@@ -9,9 +9,11 @@ the objective's id, and moves the ``champion`` alias only through the promotion 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -325,14 +327,17 @@ def train(
 
 @contextmanager
 def _predictions_reused(model: RewardModel) -> Iterator[None]:
-    """While the block runs, ``model.predict`` of a batch it already scored returns a copy."""
+    """While the block runs, ``model.predict`` of a batch it already scored returns a copy.
+
+    A large batch is scored in parts on several threads (the trees are walked outside the GIL).
+    """
     original = model.predict
     memo: dict[int, tuple[Any, np.ndarray]] = {}
 
     def predict(batch: Any) -> np.ndarray:
         hit = memo.get(id(batch))
         if hit is None or hit[0] is not batch:
-            hit = memo[id(batch)] = (batch, original(batch))
+            hit = memo[id(batch)] = (batch, _predict_in_parts(original, batch))
         return hit[1].copy()
 
     model.predict = predict  # type: ignore[method-assign]
@@ -340,6 +345,23 @@ def _predictions_reused(model: RewardModel) -> Iterator[None]:
         yield
     finally:
         del model.predict
+
+
+_MIN_PARALLEL_ROWS = 20_000
+
+
+def _predict_in_parts(predict: Callable[[Any], np.ndarray], batch: Any) -> np.ndarray:
+    """``predict(batch)``, in parts on as many threads as there are cores (up to 4)."""
+    parts = min(os.cpu_count() or 1, 4)
+    if len(batch) < _MIN_PARALLEL_ROWS or parts < 2:
+        return predict(batch)
+    cuts = np.linspace(0, len(batch), parts + 1).astype(int)
+    with ThreadPoolExecutor(parts) as pool:
+        scored = pool.map(
+            lambda lo_hi: predict(batch.select(np.arange(*lo_hi))),
+            zip(cuts, cuts[1:], strict=False),
+        )
+        return np.concatenate(list(scored))
 
 
 def _with_reward(batch: Any, reward: np.ndarray) -> Any:
