@@ -91,10 +91,11 @@ def run(*, decisions: int, days: int, seed: int) -> dict[str, Any]:
         loaded = load_history(folder / "history")
         load_s = time.perf_counter() - start
 
-        marks: list[tuple[str, float]] = []
+        load_cpu = _cpu_seconds() - start_cpu
+        marks: list[tuple[str, float, float]] = []
 
         def progress(what: str, _share: float) -> None:
-            marks.append((what, time.perf_counter()))
+            marks.append((what, time.perf_counter(), _cpu_seconds()))
 
         inner: dict[str, float] = {}
         with (
@@ -113,6 +114,7 @@ def run(*, decisions: int, days: int, seed: int) -> dict[str, Any]:
             train_s = time.perf_counter() - start
             cpu_s = _cpu_seconds() - start_cpu
     stages = {"load and validate history": load_s}
+    stages_cpu = {"load and validate history": load_cpu}
     names = {
         "building the training set": "features (training set)",
         "estimating propensities": "propensities",
@@ -120,9 +122,10 @@ def run(*, decisions: int, days: int, seed: int) -> dict[str, Any]:
         "evaluating off-policy": "off-policy evaluation",
         "logging to MLflow": "MLflow run and registry",
     }
-    bounds = [start, *[t for _, t in marks[1:]]]
-    for (what, _), begin, end in zip(marks, bounds, bounds[1:], strict=False):
-        stages[names.get(what, what)] = end - begin
+    bounds = [(start, start_cpu + load_cpu), *[(t, c) for _, t, c in marks[1:]]]
+    for (what, _, _), begin, end in zip(marks, bounds, bounds[1:], strict=False):
+        stages[names.get(what, what)] = end[0] - begin[0]
+        stages_cpu[names.get(what, what)] = end[1] - begin[1]
     total = load_s + train_s
     examples = int(result.metrics.get("n_train", 0) + result.metrics.get("n_test", 0))
     return {
@@ -134,6 +137,7 @@ def run(*, decisions: int, days: int, seed: int) -> dict[str, Any]:
         "days": days,
         "simulate_s": simulate_s,
         "stages_s": stages,
+        "stages_cpu_s": stages_cpu,
         "inside_s": {
             "lightgbm fit (reward and outcome models)": inner.get("RewardModel.fit", 0.0),
             "lightgbm predict": inner.get("RewardModel.predict", 0.0),
@@ -159,8 +163,9 @@ def print_table(r: dict[str, Any], out: Callable[[str], None] = print) -> None:
         f"Training end to end: {r['decisions']:,} logged decisions ({r['examples']:,} examples), "
         f"{r['events']:,} events, {r['customers']:,} customers x {r['days']} days"
     )
+    cpu = r.get("stages_cpu_s", {})
     for stage, seconds in r["stages_s"].items():
-        out(f"  {stage:<42}{seconds:>9.1f} s")
+        out(f"  {stage:<42}{seconds:>9.1f} s  (CPU {cpu.get(stage, float('nan')):.1f} s)")
     for part, seconds in r["inside_s"].items():
         out(f"    of which {part:<33}{seconds:>9.1f} s")
     out(
