@@ -41,29 +41,35 @@ class Service:
     owns_store: bool = False
 
 
-def get_service(request: Request) -> Service:
+def _service(request: Request) -> Service:
     service: Service = request.app.state.service
     return service
 
 
-def get_settings(request: Request) -> Settings:
-    return get_service(request).settings
+# Dependencies are coroutines: FastAPI runs a plain function in its thread pool, a hop per
+# dependency per request for what is an attribute read.
+async def get_service(request: Request) -> Service:
+    return _service(request)
 
 
-def get_store(request: Request) -> Store:
-    return get_service(request).store
+async def get_settings(request: Request) -> Settings:
+    return _service(request).settings
 
 
-def get_engine(request: Request) -> DecisionEngine:
-    return get_service(request).engine
+async def get_store(request: Request) -> Store:
+    return _service(request).store
 
 
-def get_policies(request: Request) -> PolicySource:
-    return get_service(request).policies
+async def get_engine(request: Request) -> DecisionEngine:
+    return _service(request).engine
 
 
-def get_metrics(request: Request) -> Metrics:
-    return get_service(request).metrics
+async def get_policies(request: Request) -> PolicySource:
+    return _service(request).policies
+
+
+async def get_metrics(request: Request) -> Metrics:
+    return _service(request).metrics
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]

@@ -117,7 +117,7 @@ def allow(*roles: Role) -> Callable[..., Caller]:
     allowed = frozenset(roles)
     names = ", ".join(r.value for r in roles)
 
-    def dependency(
+    async def dependency(  # a coroutine: no thread-pool hop to check a key
         request: Request, key: Annotated[str | None, Security(api_key_header)]
     ) -> Caller:
         keys: ApiKeys = request.app.state.service.api_keys

@@ -13,6 +13,7 @@ from serving.schemas.decisions import (
     LoggedDecisionPublic,
     OutcomeIn,
     OutcomePublic,
+    decision_json,
 )
 from serving.schemas.events import ContactPublic, ContactReport, EventIn, IngestPublic
 from serving.schemas.objectives import (
@@ -45,6 +46,7 @@ __all__ = [
     "Id",
     "IngestPublic",
     "LoggedDecisionPublic",
+    "decision_json",
     "ModelPublic",
     "ModelsPublic",
     "Moment",

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from decisioning.holdout import in_holdout
 from decisioning.store import Store
+from serving.schemas import DecisionPublic, decision_json
 from tests.serving.conftest import Api, headers, iso
 
 ORCH = headers("orchestrator")
@@ -205,3 +207,16 @@ def test_bad_decision_bodies_are_422_with_the_field(client: TestClient) -> None:
         response = client.post("/v1/decisions", json=body, headers=ORCH)
         assert response.status_code == 422, (body, response.text)
         assert field in response.json()["detail"][0]["loc"], response.json()
+
+
+def test_decision_json_equals_the_models_json(client: TestClient, api: Api, store: Store) -> None:
+    api.create("Upsell")
+    for cid in ("c000", "c001", "c002", "nobody"):
+        decision = store.get_decision(api.decide(cid, objective="upsell")["decision_id"]).decision
+        for variant in (
+            decision,
+            replace(decision, expected_value=None, send_at=None, holdout=True),
+            replace(decision, expected_value=float("nan"), decided_at=decision.decided_at),
+        ):
+            model = json.loads(DecisionPublic.of(variant).model_dump_json())
+            assert json.loads(decision_json(variant)) == model
