@@ -79,14 +79,25 @@ class GreedyPolicy(BasePolicy):
 
     def distributions_of(self, values: np.ndarray, eligible: np.ndarray) -> np.ndarray:
         """The policy's distributions given every action's value, shape (n, n_actions)."""
-        dist = eligible * (self.epsilon / eligible.sum(axis=1, keepdims=True))
-        scores = values - self._margins(values.shape[1]) if self.margin else values
-        best = np.argmax(np.where(eligible, scores, -np.inf), axis=1)
-        dist[np.arange(len(values)), best] += 1.0 - self.epsilon
-        return dist
+        return greedy_distributions(values, eligible, epsilon=self.epsilon, margin=self.margin)
 
     def _margins(self, n_actions: int) -> np.ndarray:
-        """What each action's value must beat by: the margin, except doing nothing (index 0)."""
-        margins = np.full(n_actions, self.margin)
-        margins[0] = 0.0
-        return margins
+        return _margins(n_actions, self.margin)
+
+
+def greedy_distributions(
+    values: np.ndarray, eligible: np.ndarray, *, epsilon: float = 0.0, margin: float = 0.0
+) -> np.ndarray:
+    """Epsilon-greedy distributions over ``values`` (n, n_actions), contacts held to ``margin``."""
+    dist = eligible * (epsilon / eligible.sum(axis=1, keepdims=True))
+    scores = values - _margins(values.shape[1], margin) if margin else values
+    best = np.argmax(np.where(eligible, scores, -np.inf), axis=1)
+    dist[np.arange(len(values)), best] += 1.0 - epsilon
+    return dist
+
+
+def _margins(n_actions: int, margin: float) -> np.ndarray:
+    """What each action's value must beat by: the margin, except doing nothing (index 0)."""
+    margins = np.full(n_actions, margin)
+    margins[0] = 0.0
+    return margins
