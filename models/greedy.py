@@ -30,6 +30,9 @@ class GreedyPolicy(BasePolicy):
         chosen: a guard against the model's noise (``training.fit`` tunes it off-policy).
     """
 
+    #: policies saved before the margin existed load with none
+    margin: float = 0.0
+
     def __init__(
         self,
         reward_model: RewardModel,
