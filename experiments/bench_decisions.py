@@ -245,9 +245,15 @@ def batch_throughput(world: dict[str, Any], learner: str, seed: int) -> dict[str
     }
 
 
-def bare_throughput(world: dict[str, Any], seed: int, chunk: int = 500) -> dict[str, Any]:
-    """The floor: the same chunks, reading the states and drawing a uniform action only."""
-    store, ids = world["store"], world["customer_ids"]
+def bare_throughput(
+    world: dict[str, Any], seed: int, chunk: int = 500, *, store: Store | None = None
+) -> dict[str, Any]:
+    """The floor: the same chunks, reading the states and drawing a uniform action only.
+
+    From the engine's (hot) store by default; ``store`` reads them elsewhere (e.g. from the
+    database, as a store that is not hot does).
+    """
+    store, ids = store or world["store"], world["customer_ids"]
     n_actions = len(world["objective"].action_space())
     rng = np.random.default_rng(seed)
     start, start_cpu = time.perf_counter(), time.process_time()
@@ -271,6 +277,8 @@ def run(
         world = prepare(customers, days, train_customers, seed, Path(tmp))
         single = {n: single_latency(world, n, requests, warmup, seed) for n in LEARNERS}
         bare = bare_throughput(world, seed)
+        with open_store(world["store"].url) as cold:
+            bare_database = bare_throughput(world, seed, store=cold)
         batch: dict[str, Any] = {n: batch_throughput(world, n, seed) for n in LEARNERS}
         world["store"].close()
     for name in LEARNERS:
@@ -278,7 +286,11 @@ def run(
         batch[name]["cpu_vs_bare"] = (
             batch[name]["customers_per_cpu_s"] / bare["customers_per_cpu_s"]
         )
+        batch[name]["vs_bare_database"] = (
+            batch[name]["customers_per_s"] / bare_database["customers_per_s"]
+        )
     batch["bare"] = bare
+    batch["bare_database"] = bare_database
     return {
         "customers": customers,
         "days": days,
@@ -315,6 +327,12 @@ def print_table(report: dict[str, Any], out: Callable[[str], None] = print) -> N
     bare = report["batch"]["bare"]
     out(f"{'bare loop':<18}{'':>72}{bare['customers_per_s']:>11,.0f}{1:>9.3f}")
     out(f"{'':<18}batch {bare['customers_per_cpu_s']:,.0f} customers per CPU-second")
+    cold = report["batch"]["bare_database"]
+    ratios = ", ".join(
+        f"{name} {report['batch'][name]['vs_bare_database']:.3f}" for name in report["single"]
+    )
+    out(f"{'bare, database':<18}{'':>72}{cold['customers_per_s']:>11,.0f}")
+    out(f"{'':<18}(the states read from the database each chunk; batch vs it: {ratios})")
     out(f"wall times on a machine whose 1-minute load was {report['machine']['load_average_1m']} "
         f"on {report['machine']['cores']} cores; CPU times are less sensitive to sharing")  # fmt: skip
     t = report["targets"]

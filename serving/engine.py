@@ -309,8 +309,11 @@ class DecisionEngine:
         explicit: bool,
     ) -> Prepared | None:
         objective = compiled.objective
-        in_segment = compiled.segment.matches({**customer_f, **state.attributes})
-        if not explicit and state.known and not in_segment:
+        if (
+            not explicit
+            and state.known
+            and not compiled.segment.matches({**customer_f, **state.attributes})
+        ):
             return None
         context, eligibility = build_context(
             state,

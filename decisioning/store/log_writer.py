@@ -50,7 +50,7 @@ class DecisionLogWriter:
         Seconds the thread waits after the first queued row, to gather a batch.
     """
 
-    def __init__(self, write: Callable[[Sequence[Row]], Any], *, delay: float = 0.005) -> None:
+    def __init__(self, write: Callable[[Sequence[Row]], Any], *, delay: float = 0.02) -> None:
         self._write = write
         self.delay = delay
         self._lock = threading.Lock()
