@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     attribution_interval_seconds: float = Field(
         default=300.0, gt=0, description="how often rewards are attributed from outcome events"
     )
+    hot_store_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="the service keeps customer states and scheduled sends in memory; writes "
+        "by other processes are seen after this many seconds (0: read the database each time)",
+    )
     seed: int = 0
 
     @property

@@ -23,10 +23,14 @@ def build_engine(settings: Settings, *, policies: Any = None) -> DecisionEngine:
     from training.registry import ChampionPolicies
 
     # the deciding process keeps the hot customer view in memory, loaded before serving
-    store = open_store(settings.resolved_database_url, create=True, hot=True)
-    store.warm()
-    # the warmed view lives as long as the service: keep it out of the collector's full passes
-    gc.freeze()
+    hot = settings.hot_store_seconds > 0
+    store = open_store(
+        settings.resolved_database_url, create=True, hot=hot, hot_ttl=settings.hot_store_seconds
+    )
+    if hot:
+        store.warm()
+        # the warmed view lives as long as the service: keep it out of the collector's full passes
+        gc.freeze()
     return DecisionEngine(
         store=store,
         policies=policies or ChampionPolicies(settings),

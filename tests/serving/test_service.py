@@ -55,3 +55,31 @@ def test_reward_job_runs_with_the_app_and_attributes(tmp_path):
     assert logged.reward_source == "attributed"
     cost = objective.cost_of(decision.action.channel)
     assert logged.reward == 40 - cost
+
+
+def test_the_service_decides_from_its_hot_view_and_a_fresh_event_changes_it(tmp_path):
+    now = datetime(2026, 3, 3, 10, tzinfo=UTC)
+    customer = Customer(
+        "c1", signup_at=now - timedelta(days=30), timezone="UTC", consents={"email": True},
+        attributes={"plan": "basic"},
+    )  # fmt: skip
+    cold = create_service_app(Settings(data_dir=tmp_path / "cold", hot_store_seconds=0))
+    assert not cold.state.reward_job.engine.store.hot
+    app = create_service_app(Settings(data_dir=tmp_path / "hot"))
+    engine = app.state.reward_job.engine
+    assert engine.store.hot
+    engine.store.upsert_customers([customer])
+    engine.store.save_objective(
+        example_objective("premium_upsell").activate().model_dump(mode="json")
+    )
+    engine.refresh()
+    first = engine.decide("c1", objective_id="premium_upsell", as_of=now)
+    assert first.objective_id == "premium_upsell"
+    engine.store.ingest_events(
+        [Event("t1", "c1", now + timedelta(minutes=1), EventType.SUPPORT_TICKET_OPENED)]
+    )
+    later = engine.decide("c1", objective_id="premium_upsell", as_of=now + timedelta(minutes=2))
+    assert later.action.is_nothing
+    assert {b.rule for b in later.blocked} == {"support_ticket"}
+    engine.store.close()
+    cold.state.reward_job.engine.store.close()
