@@ -14,7 +14,8 @@ import sqlalchemy as sa
 from decisioning.actions import Action
 from decisioning.decision import ActionValue, BlockedAction, Decision
 from decisioning.errors import Conflict, InvalidInput, NotFound
-from decisioning.store.engine import StoreBase, chunks
+from decisioning.store.engine import StoreBase, chunks, dumps
+from decisioning.store.ingest import stored_time
 from decisioning.store.log_writer import DecisionLogWriter
 from decisioning.store.schema import DECISION_STATUSES, contacts, decisions
 
@@ -120,6 +121,30 @@ def _row(decision: Decision, status: str, now: datetime) -> dict[str, Any]:
     }
 
 
+#: the columns a new log row fills (:func:`_row`), and their insert through the SQLite driver
+_LOGGED_FIELDS: tuple[str, ...] = (
+    "decision_id", "customer_id", "objective_id", "objective_version", "decided_at", "send_at",
+    "action", "channel", "slot", "propensity", "expected_value", "model_version", "holdout",
+    "fallback", "doc", "status", "status_at",
+)  # fmt: skip
+_INSERT_LOGGED = (
+    f"INSERT OR IGNORE INTO {decisions.name} ({', '.join(_LOGGED_FIELDS)}) "
+    f"VALUES ({', '.join('?' * len(_LOGGED_FIELDS))})"
+)
+
+
+#: key of a queued row's driver-ready tuple (SQLite)
+_DRIVER_ROW = "_driver_row"
+
+
+def _driver_row(row: dict[str, Any]) -> tuple[Any, ...]:
+    """The values of a log row as the SQLite driver stores them (times as text, JSON encoded)."""
+    return tuple(
+        stored_time(v) if isinstance(v, datetime) else dumps(v) if k == "doc" else v
+        for k, v in ((k, row[k]) for k in _LOGGED_FIELDS)
+    )
+
+
 def _logged(row: Any) -> LoggedDecision:
     doc = row.doc
     decision = Decision(
@@ -169,7 +194,7 @@ class DecisionsMixin(StoreBase):
         """The writer of deferred decision-log rows (``log_decisions(..., defer=True)``)."""
         writer: DecisionLogWriter | None = self.__dict__.get("_log_writer")
         if writer is None:
-            writer = self.__dict__.setdefault("_log_writer", DecisionLogWriter(self._insert_rows))
+            writer = self.__dict__.setdefault("_log_writer", DecisionLogWriter(self._insert_queued))
         return writer
 
     def flush_decisions(self) -> None:
@@ -181,6 +206,21 @@ class DecisionsMixin(StoreBase):
     def _insert_rows(self, rows: Sequence[dict[str, Any]]) -> int:
         with self._write() as conn:
             return len(self._insert_new(conn, decisions, rows))
+
+    def _insert_queued(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert rows of the deferred log, keeping the writer's share of the GIL small.
+
+        SQLite: straight through the driver's executemany (``INSERT OR IGNORE``, the times in
+        stored form, the document encoded once): the writer thread runs beside the deciding
+        threads, and per-row statement processing would take the interpreter from them.
+        PostgreSQL: the ordinary insert.
+        """
+        if self.dialect != "sqlite":
+            self._insert_rows(rows)
+            return
+        tuples = [r.get(_DRIVER_ROW) or _driver_row(r) for r in rows]
+        with self._write() as conn:
+            conn.exec_driver_sql(_INSERT_LOGGED, tuples)
 
     def log_decision(
         self, decision: Decision, *, status: str | None = None, defer: bool = False
@@ -210,6 +250,9 @@ class DecisionsMixin(StoreBase):
             self.flush_decisions()  # keep the log in decision order
             inserted = self._insert_rows(rows)
         else:
+            if self.dialect == "sqlite":  # encoded here: the writer thread then barely runs Python
+                for row in rows:
+                    row[_DRIVER_ROW] = _driver_row(row)
             self.log_writer.submit(rows)
             inserted = len(rows)
         cache = self.pending_cache

@@ -136,3 +136,21 @@ def test_entries_older_than_the_ttl_are_read_again() -> None:
     assert cache.get_many(["k"], lambda keys: {"k": 2}) == {"k": 1}
     now[0] = 6.0
     assert cache.get_many(["k"], lambda keys: {"k": 2}) == {"k": 2}
+
+
+def test_a_deferred_decision_reads_back_as_a_logged_one(store_url: str) -> None:
+    from decisioning.actions import Action, Slot
+    from decisioning.channels import Channel
+
+    original = decision("d1", action=Action(Channel.SMS, Slot.TODAY_EVENING), send_hours=10)
+    nothing = decision("d2", action=DO_NOTHING, holdout=True)
+    with open_store(store_url, hot=True) as hot:
+        hot.log_decisions([original, nothing], defer=True)
+        hot.log_decision(original, defer=True)  # logged twice: kept once
+        hot.flush_decisions()
+        with open_store(store_url) as other:
+            assert other.get_decision("d1").decision == original
+            assert other.get_decision("d2").decision == nothing
+            assert other.get_decision("d2").status == "suppressed"
+            assert len(list(other.iter_decisions())) == 2
+            assert other.pending_sends("c0") == [at(10).timestamp()]
