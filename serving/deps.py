@@ -41,9 +41,13 @@ class Service:
     owns_store: bool = False
 
 
-def _service(request: Request) -> Service:
+def get_service_of(request: Request) -> Service:
+    """The service the request's app serves with (a plain function, for hot handlers)."""
     service: Service = request.app.state.service
     return service
+
+
+_service = get_service_of
 
 
 # Dependencies are coroutines: FastAPI runs a plain function in its thread pool, a hop per

@@ -5,12 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Body, HTTPException, Path, status
+from fastapi import APIRouter, Body, HTTPException, Path, Request, status
 from fastapi.responses import Response, StreamingResponse
 
 from decisioning.decision import Decision
 from decisioning.errors import Conflict
-from serving.deps import EngineDep, MetricsDep, OrchestratorDep, SettingsDep, StoreDep
+from serving.deps import (
+    EngineDep,
+    MetricsDep,
+    OrchestratorDep,
+    SettingsDep,
+    StoreDep,
+    get_service_of,
+)
 from serving.metrics import Metrics
 from serving.schemas import (
     BatchDecisionRequest,
@@ -32,12 +39,13 @@ JSON = "application/json"
 
 
 @router.post("", response_model=DecisionPublic)
-async def decide(
-    body: DecisionRequest, _: OrchestratorDep, engine: EngineDep, metrics: MetricsDep
-) -> Response:
+async def decide(body: DecisionRequest, _: OrchestratorDep, request: Request) -> Response:
     """Decide what to do for one customer now: a channel and a send time, or nothing."""
     # Decided on the event loop: a decision reads the hot store in memory and queues its log
-    # entry, well under a millisecond of CPU that a thread-pool hop would only add to.
+    # entry, well under a millisecond of CPU that a thread-pool hop would only add to. The
+    # engine and metrics are read off the app rather than solved as dependencies per request.
+    service = get_service_of(request)
+    engine, metrics = service.engine, service.metrics
     decision = engine.decide(
         body.customer_id, objective_id=body.objective, request=body.context, as_of=body.as_of
     )
