@@ -19,6 +19,7 @@ log = logging.getLogger("decisioning.service")
 def build_engine(settings: Settings, *, policies: Any = None) -> DecisionEngine:
     """The decision engine on the settings' store, serving the MLflow champions."""
     from decisioning.arbitration import ArbitrationWindow
+    from decisioning.objectives import Objective
     from decisioning.store import open_store
     from training.registry import ChampionPolicies
 
@@ -31,13 +32,17 @@ def build_engine(settings: Settings, *, policies: Any = None) -> DecisionEngine:
         store.warm()
         # the warmed view lives as long as the service: keep it out of the collector's full passes
         gc.freeze()
-    return DecisionEngine(
+    engine = DecisionEngine(
         store=store,
         policies=policies or ChampionPolicies(settings),
         arbitration=ArbitrationWindow(settings.arbitration_window_hours),
         seed=settings.seed,
         log_features=settings.online_learning,
     )
+    # the active objectives' champions load now, not on their first request
+    for doc in store.list_objectives(status="active"):
+        engine.policies.policy_for(Objective.model_validate(doc))
+    return engine
 
 
 class RewardJob:

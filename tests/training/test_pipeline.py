@@ -162,3 +162,24 @@ def test_gate(kwargs: dict, promoted: bool, reason: str) -> None:
     ok, why = gate(candidate_ci_low=0.15, **kwargs)
     assert reason in why
     assert ok == (promoted or kwargs.get("force", False))
+
+
+def test_the_service_loads_the_champion_before_any_request(
+    runs: tuple[Settings, TrainResult, TrainResult], objective: Objective
+) -> None:
+    from decisioning.store import open_store
+    from serving.service import build_engine
+    from training.registry import force_promote
+
+    settings, first, _ = runs
+    force_promote(connect(settings), objective.id, first.model_version)
+    with open_store(settings.resolved_database_url, create=True) as store:
+        store.save_objective(objective.activate().model_dump(mode="json"), expected_version=0)
+    engine = build_engine(settings)
+    try:
+        assert engine.policies.describe() == {  # type: ignore[attr-defined]
+            objective.id: f"{objective.id}/{first.model_version}"
+        }
+    finally:
+        engine.close()
+        engine.store.close()
