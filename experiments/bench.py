@@ -169,6 +169,8 @@ def _http(r: dict[str, Any]) -> list[Figure]:
                _get(r, "service", "fixed", "p50_ms"), "ms"),
         Figure("http", f"service p99 at {r.get('rate')} req/s", p99, "ms", "<= 15 ms", met_p99),
         Figure("http", f"service requests unanswered at {r.get('rate')} req/s", unanswered, ""),
+        Figure("http", f"service p99 in its first {r.get('warmup_seconds')} s after start",
+               _get(r, "service", "warmup", "p99_ms"), "ms"),
         Figure("http", "service max throughput", _get(r, "service", "max", "rps"), "req/s"),
         Figure("http", "bare FastAPI max throughput", _get(r, "bare", "max", "rps"), "req/s"),
         Figure("http", "service / bare throughput", ratio, "ratio", ">= 0.5",
