@@ -48,6 +48,8 @@ LEARNED = ("lightgbm_greedy", "vw_bandit")
 #: the baseline the service serves while an objective has no champion (serving.policies)
 FALLBACK_POLICY = "waterfall"
 MIN_EXAMPLES = 200
+#: training decisions the conversion classifier behind the outcome metrics is fitted on, at most
+_METRIC_ROWS = 200_000
 
 
 @dataclass
@@ -181,10 +183,9 @@ def fit_and_evaluate(
     train_batch = to_batch(train_set, pscore_train)
     test_batch = to_batch(test_set, pscore_test)
     candidates = fit_candidates(train_batch, learner)
-    outcome = RewardModel(random_state=learner.seed, task="binary").fit(
-        _with_reward(train_batch, train_set.rewards.conversion)
+    outcome_metrics = _conversion_metrics(
+        train_batch, test_batch, train_set, test_set, learner.seed, notes
     )
-    outcome_metrics = outcome.evaluate(_with_reward(test_batch, test_set.rewards.conversion))
     step("evaluating off-policy", 0.7)
     with _predictions_reused(candidates.reward_model):
         # the greedy policy and the DM/DR estimates score the same rows with the same model
@@ -362,6 +363,34 @@ def _predict_in_parts(predict: Callable[[Any], np.ndarray], batch: Any) -> np.nd
             zip(cuts, cuts[1:], strict=False),
         )
         return np.concatenate(list(scored))
+
+
+def _conversion_metrics(
+    train_batch: Any,
+    test_batch: Any,
+    train_set: TrainingSet,
+    test_set: TrainingSet,
+    seed: int,
+    notes: list[str],
+) -> dict[str, float]:
+    """How well conversions can be predicted (AUC, log loss, Brier) on the hold-out period.
+
+    A classifier of the conversion indicator, fitted on at most ``_METRIC_ROWS`` training
+    decisions: the figures describe the data, nothing is served from it.
+    """
+    conversion = train_set.rewards.conversion
+    if conversion.min() == conversion.max():
+        notes.append(
+            "conversion metrics not computed: every training decision has the same outcome"
+        )
+        return {}
+    rows = np.arange(len(train_set))
+    if len(rows) > _METRIC_ROWS:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, _METRIC_ROWS, replace=False))
+    model = RewardModel(random_state=seed, task="binary").fit(
+        _with_reward(train_batch.select(rows), conversion[rows])
+    )
+    return model.evaluate(_with_reward(test_batch, test_set.rewards.conversion))
 
 
 def _with_reward(batch: Any, reward: np.ndarray) -> Any:

@@ -183,3 +183,23 @@ def test_the_service_loads_the_champion_before_any_request(
     finally:
         engine.close()
         engine.store.close()
+
+
+def test_a_history_without_conversions_is_trained_with_a_warning_in_the_run(
+    tmp_path: Path, history: dict[str, pd.DataFrame], objective: Objective
+) -> None:
+    events = history["events"]
+    no_sales = events[events["type"] != "purchase"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = train(
+            objective=objective,
+            customers=history["customers"],
+            contacts=history["contacts"],
+            events=no_sales,
+            settings=Settings(data_dir=tmp_path),
+        )
+    assert any("no conversion in the history" in w for w in result.warnings)
+    assert any("no conversion in the history" in w for w in result.report["warnings"])
+    assert any("conversion metrics not computed" in w for w in result.warnings)
+    assert not any(k.startswith("outcome_model.") for k in result.metrics)
