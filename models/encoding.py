@@ -223,6 +223,19 @@ def row_matrix(
     return _design(spec, ctx, feats[np.arange(len(batch))[:, None], idx], idx)
 
 
+def pair_matrix(
+    batch: BanditBatch, spec: FeatureSpec, rows: np.ndarray, actions: np.ndarray
+) -> np.ndarray:
+    """The design matrix of the (context ``rows[j]``, action ``actions[j]``) pairs only, (k, d).
+
+    The rows of :func:`row_matrix` for those pairs, without building the others.
+    """
+    ctx = context_matrix(batch, spec)
+    feats = _reorder(batch.action_features, batch.action_feature_names, spec.action_features)
+    idx = np.asarray(actions, dtype=np.int64)
+    return _design(spec, ctx[rows], feats[rows, idx][:, None, :], idx[:, None])
+
+
 _ACTION_POS = {k: i for i, k in enumerate(ACTION_FEATURES)}
 
 
@@ -246,15 +259,18 @@ def _context_values(
     return customer, feats
 
 
-def context_rows(context: DecisionContext, spec: FeatureSpec) -> np.ndarray:
-    """:func:`row_matrix` for one context without building a batch: (n_actions, d)."""
+def context_rows(
+    context: DecisionContext, spec: FeatureSpec, actions: np.ndarray | None = None
+) -> np.ndarray:
+    """:func:`row_matrix` for one context without building a batch: (n_actions, d), or one
+    row per index of ``actions`` when given."""
     _check_context(context, spec)
-    n_actions = len(spec.action_keys)
-    customer, feats = _context_values(context, spec, range(n_actions))
+    idx = np.arange(len(spec.action_keys)) if actions is None else np.asarray(actions)
+    customer, feats = _context_values(context, spec, idx.tolist())
     attrs = {k: [v] for k, v in context.attributes.items()}
     ctx = np.hstack([np.asarray([customer], dtype=np.float32), _attribute_block(spec, attrs, 1)])
-    act = np.asarray(feats, dtype=np.float32)[None]
-    return _design(spec, ctx, act, np.arange(n_actions)[None, :])
+    act = np.asarray(feats, dtype=np.float32).reshape(1, len(idx), -1)
+    return _design(spec, ctx, act, idx[None, :])
 
 
 _UNSAFE = re.compile(r"[\s|:]+")

@@ -21,7 +21,14 @@ from sklearn.utils.validation import check_is_fitted
 
 from decisioning.errors import InvalidInput, LearningError
 from decisioning.policy import DecisionContext
-from models.encoding import BanditBatch, FeatureSpec, context_rows, row_matrix, row_names
+from models.encoding import (
+    BanditBatch,
+    FeatureSpec,
+    context_rows,
+    pair_matrix,
+    row_matrix,
+    row_names,
+)
 
 _TASKS = ("auto", "binary", "regression")
 _CHUNK_ROWS = 200_000  # rows of the (context, action) design matrix encoded at a time
@@ -145,21 +152,35 @@ class RewardModel(BaseEstimator):
         return np.asarray(self._predictor.predict(x), dtype=float)
 
     def predict(self, batch: BanditBatch) -> np.ndarray:
-        """Expected gross reward of every action in every context, shape (n, n_actions)."""
+        """Expected gross reward of the actions in every context, shape (n, n_actions).
+
+        Every eligible action is scored, and the logged one when the batch was logged; an
+        action that is neither, which no policy may take there, is 0 without being scored.
+        """
         check_is_fitted(self)
         n, n_actions = len(batch), batch.n_actions
-        out = np.empty((n, n_actions), dtype=float)
+        out = np.zeros((n, n_actions), dtype=float)
         step = max(1, _CHUNK_ROWS // n_actions)
         for start in range(0, n, step):
             part = batch if n <= step else batch.select(np.arange(start, min(n, start + step)))
-            rows = self._predict_rows(row_matrix(part, self.spec_))
-            out[start : start + len(part)] = rows.reshape(len(part), n_actions)
+            needed = np.asarray(part.eligible, dtype=bool).copy()
+            if part.action is not None:
+                needed[np.arange(len(part)), part.action] = True
+            rows, actions = np.nonzero(needed)
+            if len(rows):
+                scores = self._predict_rows(pair_matrix(part, self.spec_, rows, actions))
+                out[start + rows, actions] = scores
         return out
 
     def predict_context(self, context: DecisionContext) -> np.ndarray:
-        """Expected gross reward of each action for one context, shape (n_actions,)."""
+        """Expected gross reward of each eligible action for one context, shape (n_actions,);
+        the actions the context does not allow are 0, not scored (as in :meth:`predict`)."""
         check_is_fitted(self)
-        return self._predict_rows(context_rows(context, self.spec_))
+        eligible = np.flatnonzero(np.asarray(context.eligible, dtype=bool))
+        out = np.zeros(len(self.spec_.action_keys), dtype=float)
+        if len(eligible):
+            out[eligible] = self._predict_rows(context_rows(context, self.spec_, eligible))
+        return out
 
     def predict_logged(self, batch: BanditBatch) -> np.ndarray:
         """Expected reward of the logged action of each row, shape (n,)."""

@@ -98,6 +98,22 @@ def test_single_context_and_logged_predictions_agree_with_the_batch(model, logge
     assert np.allclose(model.predict_logged(part), full[np.arange(10), part.action])
 
 
+def test_batch_scores_the_eligible_and_logged_actions_only(model, logged_batch):
+    part = logged_batch.select(np.arange(200))
+    scored = model.predict(part)
+    needed = part.eligible.copy()
+    needed[np.arange(len(part)), part.action] = True
+    assert (~needed).any()  # some actions are neither eligible nor logged
+    for i in range(0, 200, 37):
+        context = part.context(i)
+        every = model.predict_context(dataclasses.replace(context, eligible=needed[i] | True))
+        assert np.allclose(scored[i, needed[i]], every[needed[i]])
+        assert np.all(scored[i, ~needed[i]] == 0.0)
+        single = model.predict_context(context)
+        assert np.allclose(single[context.eligible], every[context.eligible])
+        assert np.all(single[~context.eligible] == 0.0)
+
+
 def test_feature_importances_name_the_design_columns(model):
     imp = model.feature_importances()
     assert len(imp) == model.n_features_in_
