@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -67,7 +68,18 @@ class LearnerSettings:
     num_leaves: int = 5
     min_child_samples: int = 500
     seed: int = 0
+    #: threads the reward model trains on; 0: one per core (the fit is the same either way)
+    n_jobs: int = 0
     extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def threads(self) -> int:
+        """The reward model's training threads: ``n_jobs``, or the cores this process may use."""
+        if self.n_jobs > 0:
+            return self.n_jobs
+        if hasattr(os, "sched_getaffinity"):
+            return len(os.sched_getaffinity(0))
+        return os.cpu_count() or 1
 
 
 @dataclass
@@ -95,6 +107,7 @@ def _reward_model(settings: LearnerSettings) -> RewardModel:
         learning_rate=settings.learning_rate,
         num_leaves=settings.num_leaves,
         min_child_samples=settings.min_child_samples,
+        n_jobs=settings.threads,
         random_state=settings.seed,
     )
 

@@ -184,7 +184,7 @@ def fit_and_evaluate(
     test_batch = to_batch(test_set, pscore_test)
     candidates = fit_candidates(train_batch, learner)
     outcome_metrics = _conversion_metrics(
-        train_batch, test_batch, train_set, test_set, learner.seed, notes
+        train_batch, test_batch, train_set, test_set, learner, notes
     )
     step("evaluating off-policy", 0.7)
     with _predictions_reused(candidates.reward_model):
@@ -370,7 +370,7 @@ def _conversion_metrics(
     test_batch: Any,
     train_set: TrainingSet,
     test_set: TrainingSet,
-    seed: int,
+    learner: LearnerSettings,
     notes: list[str],
 ) -> dict[str, float]:
     """How well conversions can be predicted (AUC, log loss, Brier) on the hold-out period.
@@ -386,8 +386,10 @@ def _conversion_metrics(
         return {}
     rows = np.arange(len(train_set))
     if len(rows) > _METRIC_ROWS:
-        rows = np.sort(np.random.default_rng(seed).choice(rows, _METRIC_ROWS, replace=False))
-    model = RewardModel(random_state=seed, task="binary").fit(
+        rows = np.sort(
+            np.random.default_rng(learner.seed).choice(rows, _METRIC_ROWS, replace=False)
+        )
+    model = RewardModel(random_state=learner.seed, task="binary", n_jobs=learner.threads).fit(
         _with_reward(train_batch.select(rows), conversion[rows])
     )
     return model.evaluate(_with_reward(test_batch, test_set.rewards.conversion))
