@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
@@ -70,12 +70,15 @@ class ActionSpace:
     """An ordered set of actions; index 0 is always doing nothing."""
 
     actions: tuple[Action, ...]
+    #: the actions' keys, worked out once (read on every decision)
+    _keys: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.actions or self.actions[0] != DO_NOTHING:
             raise ValueError("an action space starts with the do-nothing action")
         if len(set(self.actions)) != len(self.actions):
             raise ValueError("an action space lists each action once")
+        object.__setattr__(self, "_keys", tuple(a.key for a in self.actions))
 
     @classmethod
     def build(
@@ -98,7 +101,10 @@ class ActionSpace:
 
     @property
     def keys(self) -> tuple[str, ...]:
-        return _keys_of(self.actions)
+        try:
+            return self._keys
+        except AttributeError:  # an action space pickled before the keys were kept
+            return _keys_of(self.actions)
 
     def index(self, action: Action | str) -> int:
         key = action if isinstance(action, str) else action.key

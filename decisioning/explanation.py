@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 
 from decisioning.actions import Action, Slot
@@ -81,9 +80,11 @@ def explain(
             parts.append("every contact is blocked by the contact policy")
     text = "; ".join([parts[0] + (" " + parts[1] if fallback else ""), *parts[1 + fallback :]])
     if blocked:
-        rules = Counter(b.rule for b in blocked)
-        listed = ", ".join(
-            f"{_RULE_WORDS.get(rule, rule)} ({count})" for rule, count in rules.most_common(3)
-        )
+        rules: dict[str, int] = {}
+        for b in blocked:
+            rules[b.rule] = rules.get(b.rule, 0) + 1
+        # the three rules that block most actions, the first seen first among equals
+        top = sorted(rules.items(), key=lambda item: -item[1])[:3]
+        listed = ", ".join(f"{_RULE_WORDS.get(rule, rule)} ({count})" for rule, count in top)
         text += f". Blocked: {listed}"
     return text + "."

@@ -125,6 +125,9 @@ class ContactPolicy:
         }
         self._quiet = QuietHours(s)
         self._layouts: dict[int, tuple[ActionSpace, _Layout]] = {}
+        # the same verdicts recur across customers (no consent, an open ticket, ...): their
+        # BlockedAction records are made once and shared (they are immutable)
+        self._blocked: dict[tuple[str, Verdict], BlockedAction] = {}
 
     # -- the decision-time check --------------------------------------------------------------
 
@@ -182,8 +185,17 @@ class ContactPolicy:
                 verdict = budget(cost_list[i], remaining_budget)
             if verdict is not None:
                 eligible[i] = False
-                blocked.append(BlockedAction(key, verdict[0], f"{ch}: {verdict[1]}"))
+                blocked.append(self._blocked_action(key, ch, verdict))
         return Eligibility(np.array(eligible), np.array(times), tuple(blocked))
+
+    def _blocked_action(self, key: str, ch: str, verdict: tuple[str, str]) -> BlockedAction:
+        memo = (key, verdict)
+        hit = self._blocked.get(memo)
+        if hit is None:
+            if len(self._blocked) >= 8192:
+                self._blocked.clear()
+            hit = self._blocked[memo] = BlockedAction(key, verdict[0], f"{ch}: {verdict[1]}")
+        return hit
 
     # -- the send-time check ------------------------------------------------------------------
 

@@ -98,10 +98,14 @@ def uniform(eligible: np.ndarray) -> np.ndarray:
     return eligible.astype(float) / float(eligible.sum())
 
 
-def draw(dist: np.ndarray, rng: np.random.Generator) -> tuple[int, float]:
-    """Draw an action index from ``dist``; returns it with its propensity."""
+def draw(dist: np.ndarray, rng: np.random.Generator | float) -> tuple[int, float]:
+    """Draw an action index from ``dist``; returns it with its propensity.
+
+    ``rng`` is a generator, or a uniform number in [0, 1) already drawn (e.g. from a hash).
+    """
+    u = rng if isinstance(rng, float) else rng.random()
     cdf = np.cumsum(dist)
-    i = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
+    i = int(np.searchsorted(cdf, u * cdf[-1], side="right"))
     i = min(i, len(dist) - 1)
     while dist[i] <= 0.0:  # never land on a masked action through rounding
         i -= 1

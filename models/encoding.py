@@ -247,16 +247,23 @@ def _check_context(context: DecisionContext, spec: FeatureSpec) -> None:
         )
 
 
+@lru_cache(maxsize=64)
+def _action_columns(names: tuple[str, ...]) -> list[int] | None:
+    """Positions of ``names`` among ``ACTION_FEATURES``; None when they are all, in order."""
+    cols = [_ACTION_POS[k] for k in names]
+    return None if cols == list(range(len(ACTION_FEATURES))) else cols
+
+
 def _context_values(
-    context: DecisionContext, spec: FeatureSpec, rows: Sequence[int]
-) -> tuple[list[float], list[list[float]]]:
+    context: DecisionContext, spec: FeatureSpec, rows: np.ndarray
+) -> tuple[list[float], np.ndarray]:
     try:
         customer = [context.customer[k] for k in spec.customer]
-        cols = [_ACTION_POS[k] for k in spec.action_features]
-        feats = context.action_features[np.ix_(list(rows), cols)].tolist()
+        cols = _action_columns(tuple(spec.action_features))
     except KeyError as err:
         raise InvalidInput(f"the context lacks feature {err.args[0]!r} the model needs") from None
-    return customer, feats
+    feats = context.action_features[rows]
+    return customer, feats if cols is None else feats[:, cols]
 
 
 def context_rows(
@@ -266,10 +273,10 @@ def context_rows(
     row per index of ``actions`` when given."""
     _check_context(context, spec)
     idx = np.arange(len(spec.action_keys)) if actions is None else np.asarray(actions)
-    customer, feats = _context_values(context, spec, idx.tolist())
+    customer, feats = _context_values(context, spec, idx)
     attrs = {k: [v] for k, v in context.attributes.items()}
     ctx = np.hstack([np.asarray([customer], dtype=np.float32), _attribute_block(spec, attrs, 1)])
-    act = np.asarray(feats, dtype=np.float32).reshape(1, len(idx), -1)
+    act = feats.astype(np.float32).reshape(1, len(idx), -1)
     return _design(spec, ctx, act, idx[None, :])
 
 

@@ -32,6 +32,7 @@ from models.encoding import (
 
 _TASKS = ("auto", "binary", "regression")
 _CHUNK_ROWS = 200_000  # rows of the (context, action) design matrix encoded at a time
+_PARALLEL_ROWS = 2_000  # rows from which a prediction runs on every core
 
 
 class RewardModel(BaseEstimator):
@@ -134,22 +135,27 @@ class RewardModel(BaseEstimator):
         self.booster_ = estimator.booster_
         self.feature_names_ = row_names(self.spec_)
         self.n_features_in_ = x.shape[1]
-        self._predictor: Any = None
+        self._predictors: dict[int, Any] = {}
         return self
 
     def _predict_rows(self, x: np.ndarray) -> np.ndarray:
         # Booster.predict rebuilds its predictor on every call, which is most of the cost of
-        # scoring one customer's 31 actions; a cached one-thread predictor skips that.
-        if self._predictor is None:
+        # scoring one customer's 31 actions; a cached one-thread predictor skips that. Large
+        # batches (a segment's decisions, off-policy evaluation) are scored on every core.
+        threads = 1 if len(x) < _PARALLEL_ROWS else 0
+        predictors = self.__dict__.setdefault("_predictors", {})
+        predictor = predictors.get(threads)
+        if predictor is None:
             try:
                 from lightgbm.basic import _InnerPredictor
 
-                self._predictor = _InnerPredictor.from_booster(self.booster_, {"num_threads": 1})
+                predictor = _InnerPredictor.from_booster(self.booster_, {"num_threads": threads})
             except (ImportError, AttributeError, TypeError):
-                self._predictor = False
-        if self._predictor is False:
-            return np.asarray(self.booster_.predict(x, num_threads=1), dtype=float)
-        return np.asarray(self._predictor.predict(x), dtype=float)
+                predictor = False
+            predictors[threads] = predictor
+        if predictor is False:
+            return np.asarray(self.booster_.predict(x, num_threads=threads), dtype=float)
+        return np.asarray(predictor.predict(x), dtype=float)
 
     def predict(self, batch: BanditBatch) -> np.ndarray:
         """Expected gross reward of the actions in every context, shape (n, n_actions).
@@ -227,7 +233,8 @@ class RewardModel(BaseEstimator):
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())
-        state["_predictor"] = None  # a ctypes handle: rebuilt on first use after unpickling
+        state.pop("_predictor", None)
+        state["_predictors"] = {}  # ctypes handles: rebuilt on first use after unpickling
         return state
 
     def __sklearn_is_fitted__(self) -> bool:

@@ -59,11 +59,11 @@ class Prepared:
 def period_key(objective: Objective, moment: datetime) -> str:
     """The budget period ``moment`` falls in: ``2026-11-24``, ``2026-W48`` or ``2026-11``."""
     if objective.budget_period == "day":
-        return moment.strftime("%Y-%m-%d")
+        return f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
     if objective.budget_period == "week":
         year, week, _ = moment.isocalendar()
         return f"{year}-W{week:02d}"
-    return moment.strftime("%Y-%m")
+    return f"{moment.year:04d}-{moment.month:02d}"
 
 
 def finish_decision(
@@ -83,8 +83,8 @@ def finish_decision(
         dist[0] = 1.0
         index, propensity = 0, 1.0
     else:
-        rng = np.random.default_rng(seed_for(seed, context.customer_id, objective.id, context.now))
-        index, propensity = draw(dist, rng)
+        u = (seed_for(seed, context.customer_id, objective.id, context.now) >> 11) / 2**53
+        index, propensity = draw(dist, u)
     action = actions[index]
     expected = None if values is None else float(values[index])
     nothing_value = None if values is None else float(values[0])
@@ -147,7 +147,7 @@ def nothing_decision(customer_id: str, moment: datetime, why: str) -> Decision:
 
 
 def seed_for(seed: int, customer_id: str, objective_id: str, now: float) -> int:
-    """The draw's seed: the same customer, objective and moment always draw alike."""
+    """The draw's seed (64 bits): the same customer, objective and moment always draw alike."""
     digest = hashlib.blake2b(
         f"{seed}:{objective_id}:{customer_id}:{now:.3f}".encode(), digest_size=8
     ).digest()
@@ -155,10 +155,13 @@ def seed_for(seed: int, customer_id: str, objective_id: str, now: float) -> int:
 
 
 def last_contact(state: CustomerState, pending: Sequence[float], now: float) -> float | None:
-    """When the customer was last contacted, or a scheduled contact was decided (as ``now``)."""
+    """When the customer was last contacted, counting the scheduled sends not reported yet.
+
+    A send due later holds the customer from now on; one whose time has passed counts as a
+    contact at that time, sent or not reported yet.
+    """
     times = [s.last_contact for s in state.channels.values() if s.last_contact is not None]
-    if any(t > now for t in pending):
-        times.append(now - 1e-3)  # a contact already scheduled holds the customer
+    times += [min(t, now - 1e-3) for t in pending]
     return max(times) if times else None
 
 

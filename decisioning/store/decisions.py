@@ -93,8 +93,8 @@ def _row(decision: Decision, status: str, now: datetime) -> dict[str, Any]:
     action = decision.action
     doc = {
         "actions": list(decision.actions),
-        "distribution": [float(p) for p in decision.distribution],
-        "eligible": [bool(e) for e in decision.eligible],
+        "distribution": list(map(float, decision.distribution)),
+        "eligible": list(map(bool, decision.eligible)),
         "alternatives": [[a.action, _finite(a.expected_value)] for a in decision.alternatives],
         "blocked": [[b.action, b.rule, b.reason] for b in decision.blocked],
         "explanation": decision.explanation,
@@ -139,10 +139,19 @@ _DRIVER_ROW = "_driver_row"
 
 def _driver_row(row: dict[str, Any]) -> tuple[Any, ...]:
     """The values of a log row as the SQLite driver stores them (times as text, JSON encoded)."""
-    return tuple(
-        stored_time(v) if isinstance(v, datetime) else dumps(v) if k == "doc" else v
-        for k, v in ((k, row[k]) for k in _LOGGED_FIELDS)
-    )
+    values = [row[k] for k in _LOGGED_FIELDS]
+    for i in _TIME_POSITIONS:
+        if values[i] is not None:
+            values[i] = stored_time(values[i])
+    values[_DOC_POSITION] = dumps(values[_DOC_POSITION])
+    return tuple(values)
+
+
+#: where :func:`_driver_row` finds the times and the document among ``_LOGGED_FIELDS``
+_TIME_POSITIONS = tuple(
+    i for i, k in enumerate(_LOGGED_FIELDS) if k in ("decided_at", "send_at", "status_at")
+)
+_DOC_POSITION = _LOGGED_FIELDS.index("doc")
 
 
 def _logged(row: Any) -> LoggedDecision:

@@ -119,8 +119,8 @@ def stored_time(moment: datetime) -> str:
     ``DATETIME`` storage format), so that rows written by the driver directly compare and read
     back like any other.
     """
-    utc = moment.astimezone(UTC)
-    return f"{utc:%Y-%m-%d %H:%M:%S}.{utc.microsecond:06d}"
+    utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+    return utc.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def resolve_visitors(rows: Iterable[dict[str, Any]], links: Mapping[str, str | None]) -> None:

@@ -134,3 +134,29 @@ def test_confirm_cancels_after_a_purchase(engine):
     verdict = engine.confirm(d.decision_id, at=NOW + timedelta(minutes=10))
     assert not verdict.go and "purchase" in (verdict.reason or "")
     assert engine.store.get_decision(d.decision_id).status == "cancelled"
+
+
+def test_a_scheduled_send_whose_time_passed_still_holds_the_customer():
+    """An unreported send counts as a contact at its send time for the arbitration window."""
+    from decisioning.customer_view import CustomerState
+    from serving.engine_parts import last_contact
+
+    now = NOW.timestamp()
+    state = CustomerState("c1")
+    assert last_contact(state, [], now) is None
+    assert last_contact(state, [now - 1800.0], now) == now - 1800.0  # sent 30 min ago
+    assert last_contact(state, [now + 7200.0], now) == pytest.approx(now)  # held from now
+    assert last_contact(state, [now - 7200.0, now + 60.0], now) == pytest.approx(now)
+
+
+def test_budget_periods_are_named_by_day_iso_week_and_month():
+    from experiments.quality import example_objective
+    from serving.engine_parts import period_key
+
+    objective = example_objective("premium_upsell")
+    moment = datetime(2027, 1, 2, 23, 30, tzinfo=UTC)  # a Saturday in ISO week 2026-W53
+    keys = {
+        period: period_key(objective.model_copy(update={"budget_period": period}), moment)
+        for period in ("day", "week", "month")
+    }
+    assert keys == {"day": "2027-01-02", "week": "2026-W53", "month": "2027-01"}
