@@ -72,8 +72,20 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Loop:
     ids = history.customers["customer_id"].tolist()
     decisions: list[Decision] = []
     status: dict[str, str] = {}
+    later = History.from_frames(
+        customers=history.customers,
+        contacts=history.contacts.iloc[:0],
+        events=history.events[history.events["ts"] >= cut],
+    )
+    records = sorted(later.event_records(), key=lambda e: e.ts)
+    arrived = 0
     for k, objective_id in enumerate(["premium_upsell", "winback", "premium_upsell"]):
         moment = (cut + pd.Timedelta(hours=10 * k + 1)).to_pydatetime()
+        # the events before the moment have arrived when it decides, as in production
+        due = next((i for i, e in enumerate(records) if e.ts >= moment), len(records))
+        for s in range(arrived, due, 200):
+            store.ingest_events(records[s : min(s + 200, due)])
+        arrived = max(arrived, due)
         made = list(engine.decide_many(ids, objective_id=objective_id, as_of=moment))
         for i, d in enumerate(made):
             if not d.is_contact:
@@ -106,13 +118,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Loop:
                 store.update_decision_status(d.decision_id, outcome, at=d.decided_at)
             status[d.decision_id] = outcome
         decisions.extend(made)
-    later = History.from_frames(
-        customers=history.customers,
-        contacts=history.contacts.iloc[:0],
-        events=history.events[history.events["ts"] >= cut],
-    )
-    records = list(later.event_records())
-    for s in range(0, len(records), 200):
+    for s in range(arrived, len(records), 200):
         store.ingest_events(records[s : s + 200])
     store.ingest_events([Event("stray", "nobody", cut.to_pydatetime(), EventType.APP_OPEN)])
     return Loop(store, objective, history, decisions, status, cut.to_pydatetime())
