@@ -298,18 +298,28 @@ class _VWTemplates:
     categorical_attributes: tuple[str, ...]
 
 
+def _action_heads(spec: FeatureSpec) -> list[str]:
+    """Each action line up to its numeric features (the whole line for doing nothing)."""
+    numeric = bool(spec.action_features)
+    heads = []
+    for key in spec.action_keys:
+        a = Action.from_key(key)
+        if a.is_nothing:
+            heads.append("|x none")
+        else:
+            line = f"|x {a.channel.value} {a.slot.value} {key}"
+            heads.append(f"{line} |f" if numeric else line)
+    return heads
+
+
 def _build_vw_templates(spec: FeatureSpec) -> _VWTemplates:
     # Every value is written, zeros included: VW drops zero-valued features as it parses, and
     # one %-format per line is several times faster than skipping zeros in Python.
     numeric = " ".join(f"{_vw_safe(k)}:%.6g" for k in spec.action_features)
-    actions = []
-    for key in spec.action_keys:
-        a = Action.from_key(key)
-        if a.is_nothing:
-            actions.append("|x none")
-        else:
-            line = f"|x {a.channel.value} {a.slot.value} {key}"
-            actions.append(f"{line} |f {numeric}" if numeric else line)
+    actions = [
+        f"{head} {numeric}" if numeric and key != "none" else head
+        for key, head in zip(spec.action_keys, _action_heads(spec), strict=True)
+    ]
     return _VWTemplates(
         shared="shared |c " + " ".join(f"{_vw_safe(k)}:%.6g" for k in spec.customer),
         actions=tuple(actions),

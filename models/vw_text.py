@@ -15,9 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from decisioning.actions import Action
 from models.batch import BanditBatch, FeatureSpec, is_number
-from models.encoding import _reorder, _templates, _vw_safe, _vw_value
+from models.encoding import _action_heads, _reorder, _templates, _vw_safe, _vw_value
 
 _CHUNK_ROWS = 4096
 
@@ -63,20 +62,6 @@ def _attribute_texts(spec: FeatureSpec, columns: dict[str, np.ndarray], n: int) 
     return [" ".join(p) for p in parts]
 
 
-def _heads(spec: FeatureSpec) -> list[str]:
-    """Each action line up to its numeric features (the whole line for doing nothing)."""
-    numeric = bool(spec.action_features)
-    heads = []
-    for key in spec.action_keys:
-        a = Action.from_key(key)
-        if a.is_nothing:
-            heads.append("|x none")
-        else:
-            line = f"|x {a.channel.value} {a.slot.value} {key}"
-            heads.append(f"{line} |f" if numeric else line)
-    return heads
-
-
 def vw_texts(
     batch: BanditBatch,
     spec: FeatureSpec,
@@ -95,7 +80,7 @@ def vw_texts(
     feats = _reorder(batch.action_features, batch.action_feature_names, spec.action_features)
     feats = np.nan_to_num(feats, posinf=0.0, neginf=0.0)
     action, _, pscore = batch.feedback() if cost is not None else (None, None, None)
-    heads = np.array(_heads(spec), dtype=object)
+    heads = np.array(_action_heads(spec), dtype=object)
     c_names = [f" {_vw_safe(k)}:" for k in spec.customer]
     f_names = [f" {_vw_safe(k)}:" for k in spec.action_features]
     shared_head = "shared |c" if c_names else "shared |c "
