@@ -41,6 +41,11 @@ class Settings(BaseSettings):
         description="the service keeps customer states and scheduled sends in memory; writes "
         "by other processes are seen after this many seconds (0: read the database each time)",
     )
+    compile_models: bool = Field(
+        default=True,
+        description="compile served tree models to native code (same predictions, faster); "
+        "the machine code is cached in data_dir/compiled",
+    )
     seed: int = 0
 
     @property
@@ -54,6 +59,10 @@ class Settings(BaseSettings):
         if self.mlflow_tracking_uri:
             return self.mlflow_tracking_uri
         return f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def compiled_dir(self) -> Path:
+        return (self.data_dir / "compiled").resolve()
 
     @property
     def artifact_dir(self) -> Path:

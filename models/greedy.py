@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from decisioning.policy import DecisionContext, epsilon_greedy
@@ -52,6 +54,11 @@ class GreedyPolicy(BasePolicy):
         self.margin = margin
         self.subtract_costs = subtract_costs
         self.seed, self.name = seed, name
+
+    def compile(self, cache_dir: str | Path | None = None) -> bool:
+        """Compile the reward model's trees to native code (same values, faster); see
+        :meth:`models.outcome.RewardModel.compile`."""
+        return self.reward_model.compile(cache_dir)
 
     def values(self, batch: BanditBatch) -> np.ndarray:
         """Expected net value of every action in every context, shape (n, n_actions)."""

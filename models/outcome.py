@@ -10,6 +10,7 @@ contact costs are known and netted out by the policy (:class:`models.greedy.Gree
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
@@ -21,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from decisioning.errors import InvalidInput, LearningError
 from decisioning.policy import DecisionContext
+from models.compiled import CompiledTrees
 from models.encoding import (
     BanditBatch,
     FeatureSpec,
@@ -142,6 +144,9 @@ class RewardModel(BaseEstimator):
         # Booster.predict rebuilds its predictor on every call, which is most of the cost of
         # scoring one customer's 31 actions; a cached one-thread predictor skips that. Large
         # batches (a segment's decisions, off-policy evaluation) are scored on every core.
+        compiled = self.__dict__.get("_compiled")
+        if compiled is not None:
+            return compiled.predict(x)
         threads = 1 if len(x) < _PARALLEL_ROWS else 0
         predictors = self.__dict__.setdefault("_predictors", {})
         predictor = predictors.get(threads)
@@ -156,6 +161,16 @@ class RewardModel(BaseEstimator):
         if predictor is False:
             return np.asarray(self.booster_.predict(x, num_threads=threads), dtype=float)
         return np.asarray(predictor.predict(x), dtype=float)
+
+    def compile(self, cache_dir: str | Path | None = None) -> bool:
+        """Score with the trees compiled to native code from now on (:mod:`models.compiled`).
+
+        True when compiled; False leaves the model on LightGBM (same predictions, slower).
+        Compiled code is not pickled: a loaded model is compiled again where it serves.
+        """
+        check_is_fitted(self)
+        self._compiled = CompiledTrees.compile(self.booster_, cache_dir)
+        return self._compiled is not None
 
     def predict(self, batch: BanditBatch) -> np.ndarray:
         """Expected gross reward of the actions in every context, shape (n, n_actions).
@@ -234,6 +249,7 @@ class RewardModel(BaseEstimator):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())
         state.pop("_predictor", None)
+        state.pop("_compiled", None)
         state["_predictors"] = {}  # ctypes handles: rebuilt on first use after unpickling
         return state
 

@@ -167,6 +167,9 @@ class ChampionPolicies:
                 if version is None:
                     return
                 bundle = load_bundle(f"models:/{name}@{CHAMPION}")
+                compile_policy = getattr(bundle.policy, "compile", None)
+                if self.settings.compile_models and compile_policy is not None:
+                    compile_policy(self.settings.compiled_dir)
                 served = ServedPolicy(bundle.policy, f"{name}/{version}", fallback=False)
                 self._served = {**self._served, name: served}
                 self._errors.pop(name, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from pathlib import Path
 
@@ -119,6 +120,11 @@ def test_the_service_loads_the_champion(
     else:
         assert not served.fallback
         assert served.model_version == f"{objective.id}/{champion}"
+        reward_model = getattr(served.policy, "reward_model", None)
+        if reward_model is not None and importlib.util.find_spec("lleaves") is not None:
+            # a served tree model is compiled to native code, cached in the data directory
+            assert reward_model.__dict__.get("_compiled") is not None
+            assert list(settings.compiled_dir.glob("*.so"))
 
 
 def test_too_little_history_is_refused(
