@@ -16,7 +16,6 @@ through ``DecisionEngine``:
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import tempfile
 import time
@@ -36,6 +35,7 @@ from experiments.bench import machine_info
 from experiments.quality import example_objective
 from experiments.simulator import SimulationConfig, simulate
 from serving.engine import DecisionEngine
+from serving.service import settle_memory
 from training.dataset import build_training_set
 from training.fit import LearnerSettings, fit_candidates, to_batch
 
@@ -149,7 +149,6 @@ def prepare(
     timings["load_store_s"] = time.perf_counter() - start
     start = time.perf_counter()
     store.warm()
-    gc.freeze()  # as the service does once its view is warm (serving.service.build_engine)
     timings["warm_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -165,6 +164,13 @@ def prepare(
     )
     fitted = fit_candidates(to_batch(data), LearnerSettings(seed=seed))
     timings["train_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    for name in LEARNERS:  # as the service does when it loads a champion
+        compile_policy = getattr(fitted.policies[name], "compile", None)
+        if compile_policy is not None:
+            compile_policy(workdir / "compiled")
+    timings["compile_s"] = time.perf_counter() - start
+    settle_memory()  # as the service does once started (serving.service.build_engine)
     basic = history.customers.loc[history.customers["plan"] == "basic", "customer_id"]
     return {
         "store": store,

@@ -30,8 +30,6 @@ def build_engine(settings: Settings, *, policies: Any = None) -> DecisionEngine:
     )
     if hot:
         store.warm()
-        # the warmed view lives as long as the service: keep it out of the collector's full passes
-        gc.freeze()
     engine = DecisionEngine(
         store=store,
         policies=policies or ChampionPolicies(settings),
@@ -42,7 +40,19 @@ def build_engine(settings: Settings, *, policies: Any = None) -> DecisionEngine:
     # the active objectives' champions load now, not on their first request
     for doc in store.list_objectives(status="active"):
         engine.policies.policy_for(Objective.model_validate(doc))
+    settle_memory()
     return engine
+
+
+def settle_memory() -> None:
+    """Keep what the service loaded at start out of the garbage collector's passes.
+
+    The warm customer view and the models live as long as the process: frozen (after one full
+    collection of the start-up's garbage), a collection traverses only what decisions create,
+    instead of pausing a request for a full pass over hundreds of thousands of objects.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 class RewardJob:

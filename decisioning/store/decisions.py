@@ -147,6 +147,21 @@ def _driver_row(row: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(values)
 
 
+def _queued(row: dict[str, Any]) -> dict[str, Any]:
+    """What the SQLite log queue keeps of a row: its driver tuple and what pending sends read.
+
+    The document's lists and dicts die at once instead of waiting in the queue, where the
+    garbage collector would traverse them again and again.
+    """
+    return {
+        "customer_id": row["customer_id"],
+        "decision_id": row["decision_id"],
+        "status": row["status"],
+        "send_at": row["send_at"],
+        _DRIVER_ROW: _driver_row(row),
+    }
+
+
 #: where :func:`_driver_row` finds the times and the document among ``_LOGGED_FIELDS``
 _TIME_POSITIONS = tuple(
     i for i, k in enumerate(_LOGGED_FIELDS) if k in ("decided_at", "send_at", "status_at")
@@ -227,7 +242,7 @@ class DecisionsMixin(StoreBase):
         if self.dialect != "sqlite":
             self._insert_rows(rows)
             return
-        tuples = [r.get(_DRIVER_ROW) or _driver_row(r) for r in rows]
+        tuples = [r[_DRIVER_ROW] if _DRIVER_ROW in r else _driver_row(r) for r in rows]
         with self._write() as conn:
             conn.exec_driver_sql(_INSERT_LOGGED, tuples)
 
@@ -260,9 +275,9 @@ class DecisionsMixin(StoreBase):
             inserted = self._insert_rows(rows)
         else:
             if self.dialect == "sqlite":  # encoded here: the writer thread then barely runs Python
-                for row in rows:
-                    row[_DRIVER_ROW] = _driver_row(row)
-            self.log_writer.submit(rows)
+                self.log_writer.submit([_queued(row) for row in rows])
+            else:
+                self.log_writer.submit(rows)
             inserted = len(rows)
         cache = self.pending_cache
         if cache is not None:
