@@ -45,9 +45,7 @@ def build_context(
     )
     if customer is None:
         customer = customer_features(state, now)
-    rows = action_feature_matrix(
-        state, actions.actions, now, customer, eligibility.send_at.tolist()
-    )
+    rows = action_feature_matrix(state, actions.actions, now, customer, eligibility.send_at)
     context = DecisionContext(
         customer_id=state.customer_id,
         now=now,

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from decisioning.actions import Action, send_at, zone
-from decisioning.channels import CONSENT_CHANNELS, CONTACT_CHANNELS, Channel
+from decisioning.channels import CONSENT_CHANNELS, CONTACT_CHANNELS
 from decisioning.customer_view import CustomerState
 from decisioning.fatigue import DAY
 
@@ -206,39 +206,63 @@ def action_feature_matrix(
     actions: Sequence[Action],
     now: float,
     customer: dict[str, float],
-    send_times: Sequence[float],
+    send_times: Sequence[float] | np.ndarray,
 ) -> np.ndarray:
     """Features of every action as a (len(actions), len(ACTION_FEATURES)) array.
 
     Row i equals ``action_features(state, actions[i], now, customer, send_ts=send_times[i])``;
-    local times and per-channel figures are worked out once, not once per action.
+    local times are worked out once per distinct send time and per-channel figures once per
+    channel, then spread over the actions with numpy.
     """
+    channel_of, channels = _channel_layout(actions)
+    times = np.asarray(send_times, dtype=np.float64)
+    if times.shape != (len(channel_of),):
+        raise ValueError(f"send_times has shape {times.shape}, expected ({len(channel_of)},)")
     tz = zone(state.timezone)
-    out = np.zeros((len(actions), len(ACTION_FEATURES)), dtype=np.float64)
-    by_time: dict[float, tuple[float, float, float]] = {}
-    by_channel: dict[str, tuple[float, float, float, float]] = {}
-    for i, (action, ts) in enumerate(zip(actions, send_times, strict=True)):
-        if action.channel is Channel.NONE:
-            continue
-        timed = by_time.get(ts)
-        if timed is None:
-            local = datetime.fromtimestamp(ts, tz)
-            timed = by_time[ts] = (
-                float(local.hour),
-                1.0 if local.weekday() >= 5 else 0.0,
-                hour_affinity(state, local.hour),
-            )
-        ch = action.channel.value
-        per = by_channel.get(ch)
-        if per is None:
-            per = by_channel[ch] = (
-                customer[f"{ch}_open_rate"],
-                customer[f"{ch}_click_rate"],
-                customer[f"{ch}_contacts_7d"],
-                customer[f"{ch}_days_since_open"],
-            )
-        out[i] = (1.0, (ts - now) / 3600.0, timed[0], timed[1], timed[2], *per)
+    position: dict[float, int] = {}
+    where = [position.setdefault(ts, len(position)) for ts in times.tolist()]
+    timed = []
+    for ts in position:
+        local = datetime.fromtimestamp(ts, tz)
+        timed.append((local.hour, 1.0 if local.weekday() >= 5 else 0.0,
+                      hour_affinity(state, local.hour)))  # fmt: skip
+    per_channel = [tuple(customer[k] for k in _CHANNEL_KEYS[ch]) for ch in channels]
+    per_channel.append((0.0, 0.0, 0.0, 0.0))  # doing nothing
+    out = np.empty((len(channel_of), len(ACTION_FEATURES)), dtype=np.float64)
+    out[:, 0] = 1.0
+    out[:, 1] = (times - now) / 3600.0
+    out[:, 2:5] = np.array(timed, dtype=np.float64)[where]
+    out[:, 5:] = np.array(per_channel, dtype=np.float64)[channel_of]
+    out[channel_of == len(channels)] = 0.0
     return out
+
+
+#: the customer features each channel's actions repeat, in ``ACTION_FEATURES`` order
+_CHANNEL_KEYS = {
+    ch: (f"{ch}_open_rate", f"{ch}_click_rate", f"{ch}_contacts_7d", f"{ch}_days_since_open")
+    for ch in _CHANNELS
+}
+_LAYOUTS: dict[int, tuple[Sequence[Action], np.ndarray, tuple[str, ...]]] = {}
+
+
+def _channel_layout(actions: Sequence[Action]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Each action's channel as an index into the channels used (their count for doing nothing).
+
+    Kept per action sequence (by identity: action spaces are built once and reused).
+    """
+    hit = _LAYOUTS.get(id(actions))
+    if hit is not None and hit[0] is actions:
+        return hit[1], hit[2]
+    channels = tuple(dict.fromkeys(a.channel.value for a in actions if not a.is_nothing))
+    index = {ch: k for k, ch in enumerate(channels)}
+    channel_of = np.array(
+        [len(channels) if a.is_nothing else index[a.channel.value] for a in actions], dtype=np.intp
+    )
+    channel_of.setflags(write=False)
+    if len(_LAYOUTS) >= 64:
+        _LAYOUTS.clear()
+    _LAYOUTS[id(actions)] = (actions, channel_of, channels)
+    return channel_of, channels
 
 
 def attribute_features(state: CustomerState) -> dict[str, Any]:

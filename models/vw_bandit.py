@@ -311,7 +311,7 @@ class VWBandit(BasePolicy, BaseEstimator):
         lines, idx = vw_context_lines(context, self.spec_)
         out = np.zeros(len(context.actions), dtype=float)
         with self._lock():
-            out[idx] = self.explorer_.predict(lines)
+            out[idx] = _predict(self.explorer_, "\n".join(lines))
         return out / out.sum()
 
     def expected_values(self, context: DecisionContext) -> np.ndarray:
@@ -319,7 +319,7 @@ class VWBandit(BasePolicy, BaseEstimator):
         lines, idx = vw_context_lines(context, self.spec_, all_actions=True)
         out = np.empty(len(context.actions), dtype=float)
         with self._lock():
-            out[idx] = self.valuer_.predict(lines)
+            out[idx] = _predict(self.valuer_, "\n".join(lines))
         return -out
 
     def __sklearn_is_fitted__(self) -> bool:

@@ -1,0 +1,66 @@
+"""Action features: the matrix the policy sees equals the features of each action one by one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from decisioning.actions import ActionSpace
+from decisioning.customer_view import CustomerState
+from decisioning.features import (
+    ACTION_FEATURES,
+    action_feature_matrix,
+    action_features,
+    customer_features,
+)
+from decisioning.guardrails import ContactPolicy, ContactPolicySettings
+
+SPACE = ActionSpace.build()
+ZONES = ("UTC", "Europe/Paris", "America/New_York", "Asia/Tokyo", "Australia/Adelaide")
+NOW = 1_764_000_000.0  # a Monday afternoon in November 2025 (UTC)
+
+
+@st.composite
+def states(draw: st.DrawFn) -> CustomerState:
+    state = CustomerState(
+        "c1",
+        signup_at=NOW - draw(st.floats(0, 400)) * 86_400,
+        timezone=draw(st.sampled_from(ZONES)),
+        consents={c: draw(st.booleans()) for c in ("email", "sms", "push", "whatsapp")},
+    )
+    state.hour_counts = draw(st.lists(st.integers(0, 5), min_size=24, max_size=24))
+    for stats in state.channels.values():
+        stats.contacts = draw(st.integers(0, 20))
+        stats.opens = draw(st.integers(0, stats.contacts))
+        stats.clicks = draw(st.integers(0, stats.opens))
+        if stats.contacts:
+            stats.last_contact = NOW - draw(st.floats(0.1, 40)) * 86_400
+            stats.recent.extend(sorted(NOW - d * 86_400 for d in draw(
+                st.lists(st.floats(0.01, 29.9), max_size=4))))  # fmt: skip
+        if stats.opens:
+            stats.last_open = NOW - draw(st.floats(0.1, 40)) * 86_400
+    return state
+
+
+@settings(max_examples=60, deadline=None)
+@given(state=states(), hours=st.floats(0, 24 * 7), quiet=st.booleans())
+def test_the_matrix_equals_the_features_of_each_action(state, hours, quiet):
+    now = NOW + hours * 3600
+    policy = ContactPolicy(ContactPolicySettings(**({} if quiet else {"quiet_hours": None})))
+    send = policy.evaluate(state, SPACE, now).send_at  # deferred by quiet hours, or not
+    customer = customer_features(state, now)
+    matrix = action_feature_matrix(state, SPACE.actions, now, customer, send)
+    assert matrix.shape == (len(SPACE), len(ACTION_FEATURES))
+    for i, action in enumerate(SPACE.actions):
+        one = action_features(state, action, now, customer, send_ts=float(send[i]))
+        assert matrix[i].tolist() == [one[k] for k in ACTION_FEATURES], action.key
+
+
+def test_send_times_must_match_the_actions():
+    state = CustomerState("c1")
+    with pytest.raises(ValueError, match=r"expected \(31,\)"):
+        action_feature_matrix(
+            state, SPACE.actions, NOW, customer_features(state, NOW), np.zeros(30)
+        )
