@@ -23,6 +23,11 @@ import numpy as np
 log = logging.getLogger(__name__)
 _DOUBLES = ctypes.POINTER(ctypes.c_double)
 
+
+def _pointer(address: int) -> Any:
+    return ctypes.cast(address, _DOUBLES)
+
+
 #: rows from which a compiled prediction is split over every core
 PARALLEL_ROWS = 2_000
 #: largest difference from LightGBM's own prediction a compiled model may show
@@ -79,7 +84,9 @@ class CompiledTrees:
         if n >= PARALLEL_ROWS:
             return np.asarray(self._model.predict(x, n_jobs=os.cpu_count() or 1), dtype=float)
         out = np.empty(n, dtype=np.float64)
-        self._entry(x.ctypes.data_as(_DOUBLES), out.ctypes.data_as(_DOUBLES), 0, n)
+        # pointers cast from the raw addresses: ``ndarray.ctypes.data_as`` would leave a
+        # reference cycle behind every call, for the garbage collector to find
+        self._entry(_pointer(x.ctypes.data), _pointer(out.ctypes.data), 0, n)
         return out
 
     def check(self, booster: Any, rows: int = 256, seed: int = 0) -> None:

@@ -95,3 +95,19 @@ def test_rows_of_the_wrong_width_are_refused(fitted, tmp_path):
     assert compiled is not None
     with pytest.raises(ValueError, match=f"must have {compiled.n_features} features"):
         compiled.predict(np.zeros((3, compiled.n_features - 1)))
+
+
+def test_predicting_leaves_no_garbage_cycles(fitted, tmp_path):
+    import gc
+
+    compiled = CompiledTrees.compile(fitted.booster_, tmp_path)
+    assert compiled is not None
+    x = np.zeros((10, compiled.n_features))
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(500):
+            compiled.predict(x)
+        assert gc.collect() < 50  # a cycle per call would leave thousands of objects
+    finally:
+        gc.enable()
