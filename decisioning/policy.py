@@ -49,7 +49,10 @@ class Policy(Protocol):
         ...
 
     def expected_values(self, context: DecisionContext) -> np.ndarray | None:
-        """Expected net value of each action, or None for a policy without a value model."""
+        """Expected net value of each action, or None for a policy without a value model.
+
+        Actions the context does not allow may be left unscored (0): no policy may take them.
+        """
         ...
 
 

@@ -315,9 +315,15 @@ class VWBandit(BasePolicy, BaseEstimator):
         return out / out.sum()
 
     def expected_values(self, context: DecisionContext) -> np.ndarray:
+        """Predicted net value of each eligible action; the actions the context does not allow
+        are 0, not scored (as :meth:`models.outcome.RewardModel.predict_context` does).
+
+        VW scores each action line on its own, so leaving out the ineligible ones changes no
+        value, and a decision sends VW a third of the lines.
+        """
         check_is_fitted(self)
-        lines, idx = vw_context_lines(context, self.spec_, all_actions=True)
-        out = np.empty(len(context.actions), dtype=float)
+        lines, idx = vw_context_lines(context, self.spec_)
+        out = np.zeros(len(context.actions), dtype=float)
         with self._lock():
             out[idx] = _predict(self.valuer_, "\n".join(lines))
         return -out

@@ -52,6 +52,16 @@ def test_distribution_covers_only_eligible_actions(bandit):
         assert np.all(dist[ctx.eligible] > 0)  # SquareCB keeps every eligible action possible
 
 
+def test_single_context_values_score_the_eligible_actions_as_the_batch_does(bandit):
+    probes = _probes()
+    every = bandit.values(BanditBatch.from_contexts(probes))  # every action of every context
+    for i, ctx in enumerate(probes):
+        assert (~ctx.eligible).any()
+        values = bandit.expected_values(ctx)
+        assert np.allclose(values[ctx.eligible], every[i, ctx.eligible], atol=1e-6)
+        assert np.all(values[~ctx.eligible] == 0.0)  # not scored
+
+
 def test_epsilon_exploration_spreads_epsilon(small_log):
     bandit = VWBandit(exploration="epsilon", epsilon=0.2).fit(small_log)
     ctx = _probes(1)[0]
