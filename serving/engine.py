@@ -38,6 +38,7 @@ from serving.engine_parts import (
     Prepared,
     finish_decision,
     last_contact,
+    new_decision_ids,
     nothing_decision,
     period_key,
 )
@@ -379,6 +380,7 @@ class DecisionEngine:
             dists = np.array([policy.action_distribution(c) for c in contexts])
             singles = [policy.expected_values(c) for c in contexts]
             values = None if singles[0] is None else np.array(singles)
+        ids = new_decision_ids(len(prepared))
         for i, prep in enumerate(prepared):
             prep.decision = finish_decision(
                 prep,
@@ -387,6 +389,7 @@ class DecisionEngine:
                 None if values is None else values[i],
                 seed=self.seed,
                 log_features=self.log_features,
+                decision_id=ids[i],
             )
 
     def _settle_budgets(self, decisions: list[Decision], moment: datetime) -> list[Decision]:

@@ -8,7 +8,7 @@ logged ``Decision``: the draw, the alternatives, the explanation and the budget 
 from __future__ import annotations
 
 import hashlib
-import uuid
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -74,6 +74,7 @@ def finish_decision(
     *,
     seed: int,
     log_features: bool,
+    decision_id: str | None = None,
 ) -> Decision:
     """The decision for ``prep``: drawn from ``dist`` (nothing for the holdout), explained."""
     objective, context = prep.objective, prep.context
@@ -91,7 +92,7 @@ def finish_decision(
     alternatives = best_alternatives(actions.keys, values, context.eligible, index)
     send_ts = None if action.is_nothing else float(prep.send_at[index])
     return Decision(
-        decision_id=uuid.uuid4().hex,
+        decision_id=decision_id or new_decision_ids(1)[0],
         customer_id=context.customer_id,
         decided_at=prep.moment,
         objective_id=objective.id,
@@ -130,7 +131,7 @@ def finish_decision(
 def nothing_decision(customer_id: str, moment: datetime, why: str) -> Decision:
     """The do-nothing decision when no objective applies, explained by ``why``."""
     return Decision(
-        decision_id=uuid.uuid4().hex,
+        decision_id=new_decision_ids(1)[0],
         customer_id=customer_id,
         decided_at=moment,
         objective_id=None,
@@ -144,6 +145,12 @@ def nothing_decision(customer_id: str, moment: datetime, why: str) -> Decision:
         eligible=(True,),
         explanation=f"Do nothing: {why}.",
     )
+
+
+def new_decision_ids(n: int) -> list[str]:
+    """``n`` new decision ids: 128 random bits each, as 32 hex digits (one system call for all)."""
+    blob = os.urandom(16 * n).hex()
+    return [blob[i : i + 32] for i in range(0, 32 * n, 32)]
 
 
 def seed_for(seed: int, customer_id: str, objective_id: str, now: float) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -110,6 +111,8 @@ def test_batch_is_the_same_logic_and_logs_everything(engine):
     assert single.action == batch[9].action and single.propensity == batch[9].propensity
     logged = list(engine.store.iter_decisions("premium_upsell"))
     assert len(logged) == 40
+    ids_given = {d.decision_id for d in batch} | {single.decision_id}
+    assert len(ids_given) == 41 and all(re.fullmatch("[0-9a-f]{32}", i) for i in ids_given)
 
 
 def test_unknown_and_paused_objectives(engine):
