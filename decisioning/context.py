@@ -46,15 +46,33 @@ def build_context(
     if customer is None:
         customer = customer_features(state, now)
     rows = action_feature_matrix(state, actions.actions, now, customer, eligibility.send_at)
-    context = DecisionContext(
+    context = context_of(
+        state, actions=actions, now=now, customer=customer, action_features=rows,
+        eligible=eligibility.eligible, request=request, costs=costs,
+    )  # fmt: skip
+    return context, eligibility
+
+
+def context_of(
+    state: CustomerState,
+    *,
+    actions: ActionSpace,
+    now: float,
+    customer: dict[str, float],
+    action_features: np.ndarray,
+    eligible: np.ndarray,
+    request: Mapping[str, Any] | None,
+    costs: np.ndarray,
+) -> DecisionContext:
+    """The context of ``state`` from features already computed (one customer of a chunk)."""
+    return DecisionContext(
         customer_id=state.customer_id,
         now=now,
         actions=actions,
         customer=customer,
         attributes=dict(state.attributes),
-        action_features=rows,
-        eligible=eligibility.eligible,
+        action_features=action_features,
+        eligible=eligible,
         request=dict(request or {}),
         costs=costs,
     )
-    return context, eligibility

@@ -237,6 +237,63 @@ def action_feature_matrix(
     return out
 
 
+def action_feature_matrices(
+    states: Sequence[CustomerState],
+    actions: Sequence[Action],
+    now: float,
+    customers: Sequence[dict[str, float]],
+    send_times: np.ndarray,
+) -> np.ndarray:
+    """:func:`action_feature_matrix` of many customers at once: (n, len(actions), n_features).
+
+    ``send_times`` is (n, len(actions)). Local hours are worked out once per time zone and
+    distinct send time (slots fall on the same local hours for everyone in a zone), hour
+    affinities and per-channel figures with numpy over the whole chunk.
+    """
+    channel_of, channels = _channel_layout(actions)
+    n, a = len(states), len(channel_of)
+    times = np.asarray(send_times, dtype=np.float64)
+    if times.shape != (n, a) or len(customers) != n:
+        raise ValueError(
+            f"send_times has shape {times.shape} for {len(customers)} customers, expected ({n}, {a})"
+        )
+    zones: dict[str, list[int]] = {}
+    for i, state in enumerate(states):
+        zones.setdefault(state.timezone, []).append(i)
+    hour = np.empty((n, a), dtype=np.intp)
+    weekend = np.empty((n, a), dtype=np.float64)
+    for name, rows in zones.items():
+        tz = zone(name)
+        part = times[rows]
+        distinct, where = np.unique(part, return_inverse=True)
+        local = [datetime.fromtimestamp(ts, tz) for ts in distinct.tolist()]
+        where = where.reshape(part.shape)
+        hour[rows] = np.array([t.hour for t in local], dtype=np.intp)[where]
+        weekend[rows] = np.array([1.0 if t.weekday() >= 5 else 0.0 for t in local])[where]
+    counts = np.array([s.hour_counts for s in states], dtype=np.int64).reshape(n, 24)
+    total = counts.sum(axis=1)
+    row = np.arange(n)[:, None]
+    near = counts[row, (hour - 1) % 24] + counts[row, hour] + counts[row, (hour + 1) % 24]
+    affinity = np.where(total[:, None] > 0, near / np.maximum(total, 1)[:, None], 3 / 24)
+    nothing = (0.0, 0.0, 0.0, 0.0)
+    per_channel = np.array(
+        [
+            [tuple(c[k] for k in _CHANNEL_KEYS[ch]) for ch in channels] + [nothing]
+            for c in customers
+        ],
+        dtype=np.float64,
+    ).reshape(n, len(channels) + 1, 4)
+    out = np.empty((n, a, len(ACTION_FEATURES)), dtype=np.float64)
+    out[..., 0] = 1.0
+    out[..., 1] = (times - now) / 3600.0
+    out[..., 2] = hour
+    out[..., 3] = weekend
+    out[..., 4] = affinity
+    out[..., 5:] = per_channel[:, channel_of]
+    out[:, channel_of == len(channels)] = 0.0
+    return out
+
+
 #: the customer features each channel's actions repeat, in ``ACTION_FEATURES`` order
 _CHANNEL_KEYS = {
     ch: (f"{ch}_open_rate", f"{ch}_click_rate", f"{ch}_contacts_7d", f"{ch}_days_since_open")

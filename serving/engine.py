@@ -19,11 +19,11 @@ import numpy as np
 
 from decisioning.actions import DO_NOTHING
 from decisioning.arbitration import ArbitrationWindow, Candidate, arbitrate
-from decisioning.context import build_context
+from decisioning.context import context_of
 from decisioning.customer_view import CustomerState
 from decisioning.decision import BlockedAction, Decision
 from decisioning.errors import Conflict, InvalidInput, NotFound
-from decisioning.features import customer_features
+from decisioning.features import action_feature_matrices, action_feature_matrix, customer_features
 from decisioning.guardrails import ContactPolicy, ContactPolicySettings, ScheduledDecision
 from decisioning.holdout import in_holdout
 from decisioning.objectives import Objective
@@ -45,6 +45,8 @@ from serving.engine_parts import (
 from serving.objective_cache import CompiledObjective, ObjectiveCache
 
 HOUR = 3600.0
+#: customers of one objective from which a chunk's action features are computed together
+_CHUNK_FEATURES = 8
 
 
 class DecisionEngine:
@@ -248,6 +250,7 @@ class DecisionEngine:
                     prepared[compiled.objective.id].append(prep)
             per_customer.append(row)
         for compiled in pool:
+            self._attach_contexts(compiled, prepared[compiled.objective.id])
             self._score(compiled, prepared[compiled.objective.id])
         out: list[Decision] = []
         for cid, row in zip(customer_ids, per_customer, strict=True):
@@ -316,21 +319,18 @@ class DecisionEngine:
             and not compiled.segment.matches({**customer_f, **state.attributes})
         ):
             return None
-        context, eligibility = build_context(
+        eligibility = compiled.contact_policy.evaluate(
             state,
-            actions=compiled.actions,
-            now=now,
-            policy=compiled.contact_policy,
+            compiled.actions,
+            now,
             costs=compiled.costs,
             remaining_budget=remaining,
             promoted_category=objective.outcome.category if objective.kind == "increase" else None,
             pending=pending,
-            request=request,
-            customer=customer_f,
         )
-        blocked = list(eligibility.blocked)
+        eligible, blocked = eligibility.eligible, list(eligibility.blocked)
         if one_voice:
-            eligible = context.eligible.copy()
+            eligible = eligible.copy()
             for i in np.flatnonzero(eligible[1:]) + 1:
                 eligible[i] = False
                 blocked.append(
@@ -340,17 +340,43 @@ class DecisionEngine:
                         "already contacted within the arbitration window",
                     )
                 )
-            context = replace(context, eligible=eligible)
         return Prepared(
             objective=objective,
             state=state,
             moment=moment,
-            context=context,
             send_at=eligibility.send_at,
             blocked=tuple(blocked),
             holdout=in_holdout(state.customer_id, objective.id, objective.holdout_fraction),
             request=dict(request or {}),
+            customer=customer_f,
+            eligible=eligible,
         )
+
+    def _attach_contexts(self, compiled: CompiledObjective, prepared: list[Prepared]) -> None:
+        """What the policy sees, for every prepared customer of one objective.
+
+        The action features of a chunk are computed together (``action_feature_matrices``),
+        those of a few customers one by one: the same figures either way.
+        """
+        if not prepared:
+            return
+        actions, now = compiled.actions, prepared[0].moment.timestamp()
+        if len(prepared) >= _CHUNK_FEATURES:
+            rows = action_feature_matrices(
+                [p.state for p in prepared], actions.actions, now,
+                [p.customer for p in prepared], np.stack([p.send_at for p in prepared]),
+            )  # fmt: skip
+        else:
+            rows = [
+                action_feature_matrix(p.state, actions.actions, now, p.customer, p.send_at)
+                for p in prepared
+            ]
+        for prep, features in zip(prepared, rows, strict=True):
+            prep.context = context_of(
+                prep.state, actions=actions, now=now, customer=prep.customer,
+                action_features=features, eligible=prep.eligible, request=prep.request,
+                costs=compiled.costs,
+            )  # fmt: skip
 
     def _score(self, compiled: CompiledObjective, prepared: list[Prepared]) -> None:
         """Ask the objective's policy once for all prepared contexts, then finish each decision."""

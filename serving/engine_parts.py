@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -43,16 +43,19 @@ class Confirmation:
 
 @dataclass
 class Prepared:
-    """One customer and objective, ready to score: the context and what the rules said."""
+    """One customer and objective, ready to score: what the rules said, then the context."""
 
     objective: Objective
     state: CustomerState
     moment: datetime
-    context: DecisionContext
     send_at: np.ndarray
     blocked: tuple[BlockedAction, ...]
     holdout: bool
     request: dict[str, Any]
+    customer: dict[str, float]
+    eligible: np.ndarray
+    #: what the policy sees, attached once the chunk's action features are computed
+    context: DecisionContext = field(default=None)  # type: ignore[assignment]
     decision: Decision | None = None
 
 

@@ -11,6 +11,7 @@ from decisioning.actions import ActionSpace
 from decisioning.customer_view import CustomerState
 from decisioning.features import (
     ACTION_FEATURES,
+    action_feature_matrices,
     action_feature_matrix,
     action_features,
     customer_features,
@@ -64,3 +65,17 @@ def test_send_times_must_match_the_actions():
         action_feature_matrix(
             state, SPACE.actions, NOW, customer_features(state, NOW), np.zeros(30)
         )
+
+
+@settings(max_examples=25, deadline=None)
+@given(chunk=st.lists(states(), min_size=1, max_size=12), hours=st.floats(0, 24 * 7))
+def test_the_chunk_matrices_equal_each_customer_matrix(chunk, hours):
+    now = NOW + hours * 3600
+    policy = ContactPolicy(ContactPolicySettings())
+    send = np.array([policy.evaluate(s, SPACE, now).send_at for s in chunk])
+    customers = [customer_features(s, now) for s in chunk]
+    many = action_feature_matrices(chunk, SPACE.actions, now, customers, send)
+    assert many.shape == (len(chunk), len(SPACE), len(ACTION_FEATURES))
+    for i, state in enumerate(chunk):
+        one = action_feature_matrix(state, SPACE.actions, now, customers[i], send[i])
+        assert many[i].tolist() == one.tolist()

@@ -105,14 +105,21 @@ def test_one_voice_across_objectives(engine):
 
 def test_batch_is_the_same_logic_and_logs_everything(engine):
     ids = [f"c{i}" for i in range(40)]
-    single = engine.decide("c9", objective_id="premium_upsell", as_of=NOW, log=False)
+    # one by one first (not logged): features of a chunk computed together equal one customer's
+    alone = {
+        i: engine.decide(ids[i], objective_id="premium_upsell", as_of=NOW, log=False)
+        for i in (0, 9, 17, 33)
+    }
     batch = list(engine.decide_many(ids, objective_id="premium_upsell", as_of=NOW))
     assert [d.customer_id for d in batch] == ids
-    assert single.action == batch[9].action and single.propensity == batch[9].propensity
+    for i, single in alone.items():
+        assert single.action == batch[i].action and single.propensity == batch[i].propensity
+        assert single.distribution == batch[i].distribution
+        assert single.eligible == batch[i].eligible and single.blocked == batch[i].blocked
     logged = list(engine.store.iter_decisions("premium_upsell"))
     assert len(logged) == 40
-    ids_given = {d.decision_id for d in batch} | {single.decision_id}
-    assert len(ids_given) == 41 and all(re.fullmatch("[0-9a-f]{32}", i) for i in ids_given)
+    ids_given = {d.decision_id for d in batch} | {d.decision_id for d in alone.values()}
+    assert len(ids_given) == 44 and all(re.fullmatch("[0-9a-f]{32}", i) for i in ids_given)
 
 
 def test_unknown_and_paused_objectives(engine):
@@ -163,3 +170,31 @@ def test_budget_periods_are_named_by_day_iso_week_and_month():
         for period in ("day", "week", "month")
     }
     assert keys == {"day": "2027-01-02", "week": "2026-W53", "month": "2027-01"}
+
+
+class Seen:
+    """A uniform policy that keeps the action features of every context it is shown."""
+
+    name, seed = "seen", 0
+
+    def __init__(self) -> None:
+        self.features: dict[str, list[np.ndarray]] = {}
+
+    def action_distribution(self, context):
+        self.features.setdefault(context.customer_id, []).append(context.action_features.copy())
+        return context.eligible / context.eligible.sum()
+
+    def expected_values(self, context):
+        return None
+
+
+def test_a_chunk_shows_the_policy_the_features_one_decision_would(engine):
+    seen = Seen()
+    engine.policies = Fixed(seen)
+    ids = [f"c{i}" for i in range(40)]
+    for cid in ids:
+        engine.decide(cid, objective_id="premium_upsell", as_of=NOW, log=False)
+    list(engine.decide_many(ids, objective_id="premium_upsell", as_of=NOW, log=False))
+    for cid in ids:
+        one, chunk = seen.features[cid]
+        assert np.array_equal(one, chunk) and one[1:, 0].all()  # contacts' features are there
