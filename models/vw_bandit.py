@@ -306,6 +306,30 @@ class VWBandit(BasePolicy, BaseEstimator):
                 out[i, idx] = _predict(self.valuer_, text)
         return -out
 
+    def distributions_and_values(self, batch: BanditBatch) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`action_distributions` and each context's values over its eligible actions
+        (0 elsewhere, as :meth:`expected_values`), from one text per context for both models."""
+        check_is_fitted(self)
+        dist = np.zeros((len(batch), batch.n_actions), dtype=float)
+        values = np.zeros((len(batch), batch.n_actions), dtype=float)
+        with self._lock():
+            for i, (text, idx) in enumerate(vw_texts(batch, self.spec_)):
+                dist[i, idx] = _predict(self.explorer_, text)
+                values[i, idx] = _predict(self.valuer_, text)
+        return dist / dist.sum(axis=1, keepdims=True), -values
+
+    def distribution_and_values(self, context: DecisionContext) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`action_distribution` and :meth:`expected_values` from one text of the context."""
+        check_is_fitted(self)
+        lines, idx = vw_context_lines(context, self.spec_)
+        text = "\n".join(lines)
+        dist = np.zeros(len(context.actions), dtype=float)
+        values = np.zeros(len(context.actions), dtype=float)
+        with self._lock():
+            dist[idx] = _predict(self.explorer_, text)
+            values[idx] = _predict(self.valuer_, text)
+        return dist / dist.sum(), -values
+
     def action_distribution(self, context: DecisionContext) -> np.ndarray:
         check_is_fitted(self)
         lines, idx = vw_context_lines(context, self.spec_)

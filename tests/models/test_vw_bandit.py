@@ -62,6 +62,17 @@ def test_single_context_values_score_the_eligible_actions_as_the_batch_does(band
         assert np.all(values[~ctx.eligible] == 0.0)  # not scored
 
 
+def test_distributions_and_values_together_equal_them_apart(bandit):
+    probes = _probes()
+    batch = BanditBatch.from_contexts(probes)
+    dists, values = bandit.distributions_and_values(batch)
+    assert np.allclose(dists, bandit.action_distributions(batch))
+    for i, ctx in enumerate(probes):
+        dist, value = bandit.distribution_and_values(ctx)
+        assert np.allclose(dist, bandit.action_distribution(ctx)) and np.allclose(dist, dists[i])
+        assert np.allclose(value, bandit.expected_values(ctx)) and np.allclose(value, values[i])
+
+
 def test_epsilon_exploration_spreads_epsilon(small_log):
     bandit = VWBandit(exploration="epsilon", epsilon=0.2).fit(small_log)
     ctx = _probes(1)[0]
