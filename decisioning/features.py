@@ -226,15 +226,10 @@ def action_feature_matrix(
         local = datetime.fromtimestamp(ts, tz)
         timed.append((local.hour, 1.0 if local.weekday() >= 5 else 0.0,
                       hour_affinity(state, local.hour)))  # fmt: skip
-    per_channel = [tuple(customer[k] for k in _CHANNEL_KEYS[ch]) for ch in channels]
-    per_channel.append((0.0, 0.0, 0.0, 0.0))  # doing nothing
-    out = np.empty((len(channel_of), len(ACTION_FEATURES)), dtype=np.float64)
-    out[:, 0] = 1.0
-    out[:, 1] = (times - now) / 3600.0
-    out[:, 2:5] = np.array(timed, dtype=np.float64)[where]
-    out[:, 5:] = np.array(per_channel, dtype=np.float64)[channel_of]
-    out[channel_of == len(channels)] = 0.0
-    return out
+    hour, weekend, affinity = np.array(timed, dtype=np.float64)[where].T
+    figures = np.array(_channel_figures(customer, channels), dtype=np.float64)
+    nothing = channel_of == len(channels)
+    return _assemble(times, now, hour, weekend, affinity, figures[channel_of], nothing)
 
 
 def action_feature_matrices(
@@ -275,25 +270,42 @@ def action_feature_matrices(
     row = np.arange(n)[:, None]
     near = counts[row, (hour - 1) % 24] + counts[row, hour] + counts[row, (hour + 1) % 24]
     affinity = np.where(total[:, None] > 0, near / np.maximum(total, 1)[:, None], 3 / 24)
-    nothing = (0.0, 0.0, 0.0, 0.0)
-    per_channel = np.array(
-        [
-            [tuple(c[k] for k in _CHANNEL_KEYS[ch]) for ch in channels] + [nothing]
-            for c in customers
-        ],
-        dtype=np.float64,
+    figures = np.array(
+        [_channel_figures(c, channels) for c in customers], dtype=np.float64
     ).reshape(n, len(channels) + 1, 4)
-    out = np.empty((n, a, len(ACTION_FEATURES)), dtype=np.float64)
+    nothing = channel_of == len(channels)
+    return _assemble(times, now, hour, weekend, affinity, figures[:, channel_of], nothing)
+
+
+def _channel_figures(customer: dict[str, float], channels: tuple[str, ...]) -> list[tuple]:
+    """The customer figures each channel's actions repeat, then zeros for doing nothing."""
+    return [tuple(customer[k] for k in _CHANNEL_KEYS[ch]) for ch in channels] + [_NOTHING]
+
+
+def _assemble(
+    times: np.ndarray,
+    now: float,
+    hour: np.ndarray,
+    weekend: np.ndarray,
+    affinity: np.ndarray,
+    figures: np.ndarray,
+    nothing: np.ndarray,
+) -> np.ndarray:
+    """The features of actions whose send times are ``times`` (..., n_actions), from their
+    local hour, weekend flag, hour affinity and channel ``figures`` (..., n_actions, 4);
+    zeros where ``nothing`` (n_actions,) marks doing nothing."""
+    out = np.empty((*times.shape, len(ACTION_FEATURES)), dtype=np.float64)
     out[..., 0] = 1.0
     out[..., 1] = (times - now) / 3600.0
     out[..., 2] = hour
     out[..., 3] = weekend
     out[..., 4] = affinity
-    out[..., 5:] = per_channel[:, channel_of]
-    out[:, channel_of == len(channels)] = 0.0
+    out[..., 5:] = figures
+    out[..., nothing, :] = 0.0
     return out
 
 
+_NOTHING = (0.0, 0.0, 0.0, 0.0)
 #: the customer features each channel's actions repeat, in ``ACTION_FEATURES`` order
 _CHANNEL_KEYS = {
     ch: (f"{ch}_open_rate", f"{ch}_click_rate", f"{ch}_contacts_7d", f"{ch}_days_since_open")

@@ -34,6 +34,7 @@ from decisioning.store import Store, open_store
 from experiments.bench import machine_info
 from experiments.quality import example_objective
 from experiments.simulator import SimulationConfig, simulate
+from models.compiled import compile_policy
 from serving.engine import DecisionEngine
 from serving.service import settle_memory
 from training.dataset import build_training_set
@@ -166,9 +167,7 @@ def prepare(
     timings["train_s"] = time.perf_counter() - start
     start = time.perf_counter()
     for name in LEARNERS:  # as the service does when it loads a champion
-        compile_policy = getattr(fitted.policies[name], "compile", None)
-        if compile_policy is not None:
-            compile_policy(workdir / "compiled")
+        compile_policy(fitted.policies[name], workdir / "compiled")
     timings["compile_s"] = time.perf_counter() - start
     settle_memory()  # as the service does once started (serving.service.build_engine)
     basic = history.customers.loc[history.customers["plan"] == "basic", "customer_id"]

@@ -139,3 +139,10 @@ def _intact(cached: Path, digest: Path) -> bool:
         return digest.read_text().strip() == _sha256(cached)
     except OSError:
         return False
+
+
+def compile_policy(policy: Any, cache_dir: str | Path | None = None) -> bool:
+    """Compile the tree models of a policy that has some (its ``compile`` method); True when
+    compiled, False for a policy without trees or when compilation failed."""
+    compile_trees = getattr(policy, "compile", None)
+    return bool(compile_trees(cache_dir)) if compile_trees is not None else False

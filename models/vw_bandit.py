@@ -287,56 +287,58 @@ class VWBandit(BasePolicy, BaseEstimator):
 
     # -- deciding -----------------------------------------------------------------------------
 
+    def _score_batch(
+        self, batch: BanditBatch, *names: str, all_actions: bool = False
+    ) -> list[np.ndarray]:
+        """The scores of every context's action lines by each model named ("explorer_",
+        "valuer_"), (n, A) apiece; one text per context serves them all. Actions not written
+        (the ineligible ones) are 0."""
+        check_is_fitted(self)
+        models = [getattr(self, name) for name in names]
+        out = [np.zeros((len(batch), batch.n_actions), dtype=float) for _ in models]
+        with self._lock():
+            for i, (text, idx) in enumerate(vw_texts(batch, self.spec_, all_actions=all_actions)):
+                for model, scores in zip(models, out, strict=True):
+                    scores[i, idx] = _predict(model, text)
+        return out
+
+    def _score_context(self, context: DecisionContext, *names: str) -> list[np.ndarray]:
+        """The scores of the context's eligible actions by each model named, 0 elsewhere."""
+        check_is_fitted(self)
+        models = [getattr(self, name) for name in names]
+        lines, idx = vw_context_lines(context, self.spec_)
+        text = "\n".join(lines)
+        out = [np.zeros(len(context.actions), dtype=float) for _ in models]
+        with self._lock():
+            for model, scores in zip(models, out, strict=True):
+                scores[idx] = _predict(model, text)
+        return out
+
     def action_distributions(self, batch: BanditBatch) -> np.ndarray:
         """VW's pmf over each context's eligible actions (the only ones it sees), zero elsewhere."""
-        check_is_fitted(self)
-        out = np.zeros((len(batch), batch.n_actions), dtype=float)
-        with self._lock():
-            for i, (text, idx) in enumerate(vw_texts(batch, self.spec_)):
-                out[i, idx] = _predict(self.explorer_, text)
+        (pmf,) = self._score_batch(batch, "explorer_")
         # VW's pmf is float32: renormalise so it sums to 1 in float64.
-        return out / out.sum(axis=1, keepdims=True)
+        return pmf / pmf.sum(axis=1, keepdims=True)
 
     def values(self, batch: BanditBatch) -> np.ndarray:
         """Predicted net value (VW's cost, negated) of every action in every context: (n, A)."""
-        check_is_fitted(self)
-        out = np.empty((len(batch), batch.n_actions), dtype=float)
-        with self._lock():
-            for i, (text, idx) in enumerate(vw_texts(batch, self.spec_, all_actions=True)):
-                out[i, idx] = _predict(self.valuer_, text)
-        return -out
+        (cost,) = self._score_batch(batch, "valuer_", all_actions=True)
+        return -cost
 
     def distributions_and_values(self, batch: BanditBatch) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`action_distributions` and each context's values over its eligible actions
         (0 elsewhere, as :meth:`expected_values`), from one text per context for both models."""
-        check_is_fitted(self)
-        dist = np.zeros((len(batch), batch.n_actions), dtype=float)
-        values = np.zeros((len(batch), batch.n_actions), dtype=float)
-        with self._lock():
-            for i, (text, idx) in enumerate(vw_texts(batch, self.spec_)):
-                dist[i, idx] = _predict(self.explorer_, text)
-                values[i, idx] = _predict(self.valuer_, text)
-        return dist / dist.sum(axis=1, keepdims=True), -values
+        pmf, cost = self._score_batch(batch, "explorer_", "valuer_")
+        return pmf / pmf.sum(axis=1, keepdims=True), -cost
 
     def distribution_and_values(self, context: DecisionContext) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`action_distribution` and :meth:`expected_values` from one text of the context."""
-        check_is_fitted(self)
-        lines, idx = vw_context_lines(context, self.spec_)
-        text = "\n".join(lines)
-        dist = np.zeros(len(context.actions), dtype=float)
-        values = np.zeros(len(context.actions), dtype=float)
-        with self._lock():
-            dist[idx] = _predict(self.explorer_, text)
-            values[idx] = _predict(self.valuer_, text)
-        return dist / dist.sum(), -values
+        pmf, cost = self._score_context(context, "explorer_", "valuer_")
+        return pmf / pmf.sum(), -cost
 
     def action_distribution(self, context: DecisionContext) -> np.ndarray:
-        check_is_fitted(self)
-        lines, idx = vw_context_lines(context, self.spec_)
-        out = np.zeros(len(context.actions), dtype=float)
-        with self._lock():
-            out[idx] = _predict(self.explorer_, "\n".join(lines))
-        return out / out.sum()
+        (pmf,) = self._score_context(context, "explorer_")
+        return pmf / pmf.sum()
 
     def expected_values(self, context: DecisionContext) -> np.ndarray:
         """Predicted net value of each eligible action; the actions the context does not allow
@@ -345,12 +347,8 @@ class VWBandit(BasePolicy, BaseEstimator):
         VW scores each action line on its own, so leaving out the ineligible ones changes no
         value, and a decision sends VW a third of the lines.
         """
-        check_is_fitted(self)
-        lines, idx = vw_context_lines(context, self.spec_)
-        out = np.zeros(len(context.actions), dtype=float)
-        with self._lock():
-            out[idx] = _predict(self.valuer_, "\n".join(lines))
-        return -out
+        (cost,) = self._score_context(context, "valuer_")
+        return -cost
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "explorer_")

@@ -77,7 +77,7 @@ def finish_decision(
     *,
     seed: int,
     log_features: bool,
-    decision_id: str | None = None,
+    decision_id: str,
 ) -> Decision:
     """The decision for ``prep``: drawn from ``dist`` (nothing for the holdout), explained."""
     objective, context = prep.objective, prep.context
@@ -95,7 +95,7 @@ def finish_decision(
     alternatives = best_alternatives(actions.keys, values, context.eligible, index)
     send_ts = None if action.is_nothing else float(prep.send_at[index])
     return Decision(
-        decision_id=decision_id or new_decision_ids(1)[0],
+        decision_id=decision_id,
         customer_id=context.customer_id,
         decided_at=prep.moment,
         objective_id=objective.id,

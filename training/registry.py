@@ -19,6 +19,7 @@ from decisioning.objectives import Objective
 from decisioning.policy import ServedPolicy
 from decisioning.settings import Settings
 from models.baselines import WaterfallPolicy
+from models.compiled import compile_policy
 from models.packaging import PolicyBundle, load_bundle
 
 CHAMPION = "champion"
@@ -167,9 +168,8 @@ class ChampionPolicies:
                 if version is None:
                     return
                 bundle = load_bundle(f"models:/{name}@{CHAMPION}")
-                compile_policy = getattr(bundle.policy, "compile", None)
-                if self.settings.compile_models and compile_policy is not None:
-                    compile_policy(self.settings.compiled_dir)
+                if self.settings.compile_models:
+                    compile_policy(bundle.policy, self.settings.compiled_dir)
                 served = ServedPolicy(bundle.policy, f"{name}/{version}", fallback=False)
                 self._served = {**self._served, name: served}
                 self._errors.pop(name, None)

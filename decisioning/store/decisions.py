@@ -242,7 +242,7 @@ class DecisionsMixin(StoreBase):
         if self.dialect != "sqlite":
             self._insert_rows(rows)
             return
-        tuples = [r[_DRIVER_ROW] if _DRIVER_ROW in r else _driver_row(r) for r in rows]
+        tuples = [r[_DRIVER_ROW] for r in rows]  # queued by log_decisions (_queued)
         with self._write() as conn:
             conn.exec_driver_sql(_INSERT_LOGGED, tuples)
 

@@ -7,7 +7,8 @@ import pickle
 import numpy as np
 import pytest
 
-from models.compiled import CompiledTrees
+from models.baselines import RandomPolicy
+from models.compiled import CompiledTrees, compile_policy
 from models.encoding import BanditBatch
 from models.greedy import GreedyPolicy
 from models.outcome import RewardModel
@@ -85,7 +86,8 @@ def test_greedy_policy_compiles_its_reward_model(fitted, tmp_path):
     policy = GreedyPolicy(pickle.loads(pickle.dumps(fitted)))
     probe = _probe(6)
     dist, values = policy.distributions_and_values(probe)
-    assert policy.compile(tmp_path)
+    assert not compile_policy(RandomPolicy(), tmp_path)  # no trees to compile
+    assert compile_policy(policy, tmp_path)
     dist2, values2 = policy.distributions_and_values(probe)
     assert np.array_equal(dist, dist2) and np.abs(values - values2).max() < 1e-9
 
