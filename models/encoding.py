@@ -390,6 +390,13 @@ def vw_examples(
         yield lines, idx
 
 
+def _finite32(values: np.ndarray) -> np.ndarray:
+    """``values`` with NaN and infinities as 0 (``nan_to_num``, skipped when all are finite)."""
+    if np.isfinite(values).all():
+        return values
+    return np.nan_to_num(values, posinf=0.0, neginf=0.0)
+
+
 def vw_context_lines(
     context: DecisionContext, spec: FeatureSpec, *, all_actions: bool = False
 ) -> tuple[list[str], np.ndarray]:
@@ -403,9 +410,9 @@ def vw_context_lines(
     rows = idx.tolist()
     customer, feats = _context_values(context, spec, rows)
     # Through float32 and nan_to_num like a batch, so both paths write the same text.
-    c = np.nan_to_num(np.asarray(customer, dtype=np.float32), posinf=0.0, neginf=0.0).tolist()
+    c = _finite32(np.asarray(customer, dtype=np.float32)).tolist()
     f = np.asarray(feats, dtype=np.float32).reshape(len(rows), len(spec.action_features))
-    f_rows = np.nan_to_num(f, posinf=0.0, neginf=0.0).tolist()
+    f_rows = _finite32(f).tolist()
     attrs = _vw_attributes(tpl, spec, context.attributes.get)
     lines = [f"{tpl.shared % tuple(c)} |a {attrs}"]
     lines += [

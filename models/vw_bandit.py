@@ -59,12 +59,19 @@ def _learn(ws: Workspace, text: str) -> None:
     pylibvw.vw._finish_example_multi_ex(ws, examples)
 
 
-def _predict(ws: Workspace, text: str) -> list[float]:
-    """The action probabilities (explorer) or scores (valuer), in action-line order."""
-    examples = ws._parse(text)
-    pylibvw.vw.predict_multi(ws, examples)
-    out: list[float] = examples[0].get_action_scores()
-    pylibvw.vw._finish_example_multi_ex(ws, examples)
+def _predict(models: list[Workspace], text: str) -> list[list[float]]:
+    """Each model's action probabilities (explorer) or scores (valuer), in action-line order.
+
+    The text is parsed once, by the first model: the explorer and the valuer are built with the
+    same parsing options (bits, hashing, namespaces), so its examples are theirs too.
+    """
+    first = models[0]
+    examples = first._parse(text)
+    out: list[list[float]] = []
+    for ws in models:
+        pylibvw.vw.predict_multi(ws, examples)
+        out.append(examples[0].get_action_scores())
+    pylibvw.vw._finish_example_multi_ex(first, examples)
     return out
 
 
@@ -298,8 +305,8 @@ class VWBandit(BasePolicy, BaseEstimator):
         out = [np.zeros((len(batch), batch.n_actions), dtype=float) for _ in models]
         with self._lock():
             for i, (text, idx) in enumerate(vw_texts(batch, self.spec_, all_actions=all_actions)):
-                for model, scores in zip(models, out, strict=True):
-                    scores[i, idx] = _predict(model, text)
+                for scores, predicted in zip(out, _predict(models, text), strict=True):
+                    scores[i, idx] = predicted
         return out
 
     def _score_context(self, context: DecisionContext, *names: str) -> list[np.ndarray]:
@@ -310,8 +317,8 @@ class VWBandit(BasePolicy, BaseEstimator):
         text = "\n".join(lines)
         out = [np.zeros(len(context.actions), dtype=float) for _ in models]
         with self._lock():
-            for model, scores in zip(models, out, strict=True):
-                scores[idx] = _predict(model, text)
+            for scores, predicted in zip(out, _predict(models, text), strict=True):
+                scores[idx] = predicted
         return out
 
     def action_distributions(self, batch: BanditBatch) -> np.ndarray:

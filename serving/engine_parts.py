@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -150,10 +151,37 @@ def nothing_decision(customer_id: str, moment: datetime, why: str) -> Decision:
     )
 
 
+class _RandomIds:
+    """Decision ids cut from system randomness read 4 KiB at a time (thread-safe)."""
+
+    def __init__(self, block: int = 4096) -> None:
+        self.block = block
+        self._hex = ""
+        self._at = 0
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> list[str]:
+        with self._lock:
+            need = 32 * n
+            if self._at + need > len(self._hex):
+                self._hex = os.urandom(max(self.block, 16 * n)).hex()
+                self._at = 0
+            blob, at = self._hex, self._at
+            self._at += need
+        return [blob[i : i + 32] for i in range(at, at + need, 32)]
+
+    def forget(self) -> None:
+        """Drop the unused randomness (in a forked child, which must not repeat its parent's)."""
+        self._hex, self._at, self._lock = "", 0, threading.Lock()
+
+
+_IDS = _RandomIds()
+os.register_at_fork(after_in_child=_IDS.forget)
+
+
 def new_decision_ids(n: int) -> list[str]:
-    """``n`` new decision ids: 128 random bits each, as 32 hex digits (one system call for all)."""
-    blob = os.urandom(16 * n).hex()
-    return [blob[i : i + 32] for i in range(0, 32 * n, 32)]
+    """``n`` new decision ids: 128 random bits each (from ``os.urandom``), as 32 hex digits."""
+    return _IDS.take(n)
 
 
 def seed_for(seed: int, customer_id: str, objective_id: str, now: float) -> int:
@@ -181,5 +209,10 @@ def best_alternatives(
     """The best eligible actions other than the chosen one, by expected value."""
     if values is None:
         return ()
-    order = [i for i in np.argsort(-values) if eligible[i] and i != chosen][:k]
-    return tuple(ActionValue(keys[i], float(values[i])) for i in order)
+    value = values.tolist()
+    allowed = eligible.tolist()
+    order = sorted(
+        (i for i in range(len(value)) if allowed[i] and i != chosen),
+        key=lambda i: (value[i] != value[i], -value[i]),  # best first, NaN last
+    )
+    return tuple(ActionValue(keys[i], value[i]) for i in order[:k])

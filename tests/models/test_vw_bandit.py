@@ -73,6 +73,20 @@ def test_distributions_and_values_together_equal_them_apart(bandit):
         assert np.allclose(value, bandit.expected_values(ctx)) and np.allclose(value, values[i])
 
 
+
+@pytest.mark.parametrize("exploration", ["squarecb", "epsilon"])
+def test_one_parse_serves_both_models_exactly(small_log, exploration):
+    from models.encoding import vw_context_lines
+    from models.vw_bandit import _predict
+
+    fitted = VWBandit(exploration=exploration, seed=2).fit(small_log)
+    models = [fitted.explorer_, fitted.valuer_]
+    for ctx in _probes(8, seed=3):
+        text = "\n".join(vw_context_lines(ctx, fitted.spec_)[0])
+        apart = [_predict([model], text)[0] for model in models]
+        assert _predict(models, text) == apart
+        assert apart[0] != apart[1]  # a distribution and costs: two different answers
+
 def test_epsilon_exploration_spreads_epsilon(small_log):
     bandit = VWBandit(exploration="epsilon", epsilon=0.2).fit(small_log)
     ctx = _probes(1)[0]

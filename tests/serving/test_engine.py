@@ -172,6 +172,28 @@ def test_budget_periods_are_named_by_day_iso_week_and_month():
     assert keys == {"day": "2027-01-02", "week": "2026-W53", "month": "2027-01"}
 
 
+def test_decision_ids_are_unique_and_a_forked_child_draws_its_own():
+    import os
+
+    from serving.engine_parts import new_decision_ids
+
+    ids = [i for n in (1, 3, 200, 1, 500) for i in new_decision_ids(n)]
+    assert len(set(ids)) == len(ids) == 705
+    assert all(re.fullmatch("[0-9a-f]{32}", i) for i in ids)
+    new_decision_ids(1)  # the parent holds unused randomness when it forks
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, "".join(new_decision_ids(4)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 4096).decode()
+    os.close(read)
+    mine = "".join(new_decision_ids(4))
+    assert len(child) == 128 and child != mine
+
+
 class Seen:
     """A uniform policy that keeps the action features of every context it is shown."""
 
