@@ -73,7 +73,6 @@ def test_distributions_and_values_together_equal_them_apart(bandit):
         assert np.allclose(value, bandit.expected_values(ctx)) and np.allclose(value, values[i])
 
 
-
 @pytest.mark.parametrize("exploration", ["squarecb", "epsilon"])
 def test_one_parse_serves_both_models_exactly(small_log, exploration):
     from models.encoding import vw_context_lines
@@ -86,6 +85,7 @@ def test_one_parse_serves_both_models_exactly(small_log, exploration):
         apart = [_predict([model], text)[0] for model in models]
         assert _predict(models, text) == apart
         assert apart[0] != apart[1]  # a distribution and costs: two different answers
+
 
 def test_epsilon_exploration_spreads_epsilon(small_log):
     bandit = VWBandit(exploration="epsilon", epsilon=0.2).fit(small_log)
