@@ -94,6 +94,9 @@ class Store(BulkMixin, ObjectivesMixin, DecisionsMixin, BudgetsMixin):
 
     def close(self) -> None:
         """Insert the queued decision-log rows, then close the store's connections."""
+        for cache in (self.state_cache, self.pending_cache):
+            if cache is not None:
+                cache.stop_refreshing()
         writer = self.__dict__.get("_log_writer")
         if writer is not None:
             writer.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -154,3 +155,61 @@ def test_a_deferred_decision_reads_back_as_a_logged_one(store_url: str) -> None:
             assert other.get_decision("d2").status == "suppressed"
             assert len(list(other.iter_decisions())) == 2
             assert other.pending_sends("c0") == [at(10).timestamp()]
+
+
+def _wait_for(condition, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the background reload did not happen"
+        time.sleep(0.005)
+
+
+def test_entries_read_past_half_their_ttl_are_reloaded_ahead_of_expiry() -> None:
+    now = [0.0]
+    cache: ReadThrough[int] = ReadThrough(ttl=10.0, max_entries=10, clock=lambda: now[0])
+    stored = {"a": 1, "b": 1}
+    loads: list[list[str]] = []
+
+    def load(keys: list[str]) -> dict[str, int]:
+        loads.append(sorted(keys))
+        return {k: stored[k] for k in keys}
+
+    assert cache.get_many(["a", "b"], load) == {"a": 1, "b": 1}
+    stored.update(a=2, b=2)  # another process writes
+    now[0] = 4.0
+    assert cache.get_many(["a"], load) == {"a": 1}  # young: served, not reloaded
+    now[0] = 6.0
+    assert cache.get_many(["a"], load) == {"a": 1}  # past half its ttl: served, then reloaded
+    _wait_for(lambda: cache.refreshed == 1)
+    assert loads == [["a", "b"], ["a"]]
+    now[0] = 12.0  # "b" expired (read again on the request path), "a" was reloaded at 6
+    assert cache.get_many(["a", "b"], lambda keys: {k: 3 for k in keys}) == {"a": 2, "b": 3}
+
+
+def test_a_key_written_while_it_is_reloaded_is_not_kept() -> None:
+    now = [0.0]
+    cache: ReadThrough[int] = ReadThrough(ttl=10.0, max_entries=10, clock=lambda: now[0])
+    cache.get_many(["k", "j"], lambda keys: dict.fromkeys(keys, 1))
+    now[0] = 6.0
+
+    def racing_load(keys: list[str]) -> dict[str, int]:
+        cache.drop(["k"])  # this process writes "k" while the page is being read
+        return dict.fromkeys(keys, 2)
+
+    cache.get_many(["k", "j"], racing_load)
+    _wait_for(lambda: cache.refreshed == 2)
+    assert cache.get_many(["k", "j"], lambda keys: dict.fromkeys(keys, 5)) == {"k": 5, "j": 2}
+
+
+def test_without_reloads_ahead_entries_simply_expire() -> None:
+    now = [0.0]
+    cache: ReadThrough[int] = ReadThrough(
+        ttl=10.0, max_entries=10, clock=lambda: now[0], refresh_after=None
+    )
+    cache.get_many(["k"], lambda keys: {"k": 1})
+    now[0] = 9.0
+    assert cache.get_many(["k"], lambda keys: {"k": 2}) == {"k": 1}
+    time.sleep(0.05)
+    assert cache.refreshed == 0
+    now[0] = 11.0
+    assert cache.get_many(["k"], lambda keys: {"k": 2}) == {"k": 2}
