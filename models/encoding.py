@@ -255,7 +255,7 @@ def _action_columns(names: tuple[str, ...]) -> list[int] | None:
 
 
 def _context_values(
-    context: DecisionContext, spec: FeatureSpec, rows: np.ndarray
+    context: DecisionContext, spec: FeatureSpec, rows: np.ndarray | list[int]
 ) -> tuple[list[float], np.ndarray]:
     try:
         customer = [context.customer[k] for k in spec.customer]
@@ -347,6 +347,20 @@ def _vw_attributes(tpl: _VWTemplates, spec: FeatureSpec, get: Any) -> str:
     return " ".join(parts)
 
 
+def _finite(values: np.ndarray) -> np.ndarray:
+    """``values`` with NaN and infinities as 0 (``nan_to_num``, skipped when all are finite)."""
+    if np.isfinite(values).all():
+        return values
+    return np.nan_to_num(values, posinf=0.0, neginf=0.0)
+
+
+def vw_arrays(batch: BanditBatch, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
+    """The batch's customer and action features in the spec's order, as VW text writes them."""
+    customer = _reorder(batch.customer, batch.customer_names, spec.customer)
+    feats = _reorder(batch.action_features, batch.action_feature_names, spec.action_features)
+    return _finite(customer), _finite(feats)
+
+
 def vw_examples(
     batch: BanditBatch,
     spec: FeatureSpec,
@@ -364,10 +378,7 @@ def vw_examples(
     """
     spec.check(batch)
     tpl = _templates(spec)
-    customer = _reorder(batch.customer, batch.customer_names, spec.customer)
-    customer = np.nan_to_num(customer, posinf=0.0, neginf=0.0)
-    feats = _reorder(batch.action_features, batch.action_feature_names, spec.action_features)
-    feats = np.nan_to_num(feats, posinf=0.0, neginf=0.0)
+    customer, feats = vw_arrays(batch, spec)
     columns = {k: v.tolist() for k, v in batch.attributes.items()}
     action, _, pscore = batch.feedback() if cost is not None else (None, None, None)
     label = None if cost is None or pscore is None else (cost, pscore)
@@ -390,13 +401,6 @@ def vw_examples(
         yield lines, idx
 
 
-def _finite32(values: np.ndarray) -> np.ndarray:
-    """``values`` with NaN and infinities as 0 (``nan_to_num``, skipped when all are finite)."""
-    if np.isfinite(values).all():
-        return values
-    return np.nan_to_num(values, posinf=0.0, neginf=0.0)
-
-
 def vw_context_lines(
     context: DecisionContext, spec: FeatureSpec, *, all_actions: bool = False
 ) -> tuple[list[str], np.ndarray]:
@@ -410,9 +414,9 @@ def vw_context_lines(
     rows = idx.tolist()
     customer, feats = _context_values(context, spec, rows)
     # Through float32 and nan_to_num like a batch, so both paths write the same text.
-    c = _finite32(np.asarray(customer, dtype=np.float32)).tolist()
+    c = _finite(np.asarray(customer, dtype=np.float32)).tolist()
     f = np.asarray(feats, dtype=np.float32).reshape(len(rows), len(spec.action_features))
-    f_rows = _finite32(f).tolist()
+    f_rows = _finite(f).tolist()
     attrs = _vw_attributes(tpl, spec, context.attributes.get)
     lines = [f"{tpl.shared % tuple(c)} |a {attrs}"]
     lines += [

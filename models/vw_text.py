@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from models.batch import BanditBatch, FeatureSpec, is_number
-from models.encoding import _action_heads, _reorder, _templates, _vw_safe, _vw_value
+from models.encoding import _action_heads, _templates, _vw_safe, _vw_value, vw_arrays
 
 _CHUNK_ROWS = 4096
 
@@ -75,10 +75,7 @@ def vw_texts(
     (and, with ``cost``, the logged one, labelled ``0:cost:pscore``), or every action.
     """
     spec.check(batch)
-    customer = _reorder(batch.customer, batch.customer_names, spec.customer)
-    customer = np.nan_to_num(customer, posinf=0.0, neginf=0.0)
-    feats = _reorder(batch.action_features, batch.action_feature_names, spec.action_features)
-    feats = np.nan_to_num(feats, posinf=0.0, neginf=0.0)
+    customer, feats = vw_arrays(batch, spec)
     action, _, pscore = batch.feedback() if cost is not None else (None, None, None)
     heads = np.array(_action_heads(spec), dtype=object)
     c_names = [f" {_vw_safe(k)}:" for k in spec.customer]

@@ -80,7 +80,8 @@ class ReadThrough(Generic[V]):
         missing: list[str] = []
         stale: list[str] = []
         values, oldest = self._values, now - self.ttl
-        soft = now - self.ttl * (self.refresh_after if self.refresh_after is not None else 1.0)
+        # past ``soft``: served, and reloaded in the background (never, without refresh_after)
+        soft = oldest if self.refresh_after is None else now - self.ttl * self.refresh_after
         for key in keys:
             hit = values.get(key)
             if hit is not None and hit[1] >= oldest:
@@ -91,7 +92,7 @@ class ReadThrough(Generic[V]):
                 missing.append(key)
         if missing:
             out.update(self._load(missing, load, now))
-        if stale and self.refresh_after is not None:
+        if stale:
             self._schedule(stale, load)
         return out
 
