@@ -17,6 +17,12 @@ from decisioning.store.engine import RawJSON, StoreBase, chunks, encode
 from decisioning.store.replay import Profile, apply_profile
 from decisioning.store.schema import anonymous, customers
 
+#: the states of a page of customers (built once: a decision that misses the hot store runs it)
+_STATES = sa.select(customers.c.customer_id, customers.c.state).where(
+    customers.c.customer_id.in_(sa.bindparam("ids", expanding=True)),
+    customers.c.state.is_not(None),
+)
+
 #: customers per write transaction in ``upsert_customers``
 UPSERT_BATCH = 5000
 
@@ -112,10 +118,7 @@ class CustomersMixin(StoreBase):
         found: dict[str, CustomerState] = {}
         with self._read() as conn:
             for part in chunks(ids):
-                stmt = sa.select(customers.c.customer_id, customers.c.state).where(
-                    customers.c.customer_id.in_(part), customers.c.state.is_not(None)
-                )
-                for cid, data in conn.execute(stmt):
+                for cid, data in conn.execute(_STATES, {"ids": part}):
                     found[cid] = CustomerState.from_dict(data, self.fatigue)
         return found
 

@@ -135,6 +135,12 @@ _INSERT_LOGGED = (
 
 #: key of a queued row's driver-ready tuple (SQLite)
 _DRIVER_ROW = "_driver_row"
+#: a page of customers' scheduled sends (built once: a decision that misses the hot store runs it)
+_SCHEDULED = sa.select(decisions.c.customer_id, decisions.c.decision_id, decisions.c.send_at).where(
+    decisions.c.customer_id.in_(sa.bindparam("ids", expanding=True)),
+    decisions.c.status == "scheduled",
+    decisions.c.send_at.is_not(None),
+)
 
 
 def _driver_row(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -418,14 +424,7 @@ class DecisionsMixin(StoreBase):
         found: dict[str, dict[str, float]] = {}
         with self._read() as conn:
             for part in chunks(sorted(wanted)):
-                stmt = sa.select(
-                    decisions.c.customer_id, decisions.c.decision_id, decisions.c.send_at
-                ).where(
-                    decisions.c.customer_id.in_(part),
-                    decisions.c.status == "scheduled",
-                    decisions.c.send_at.is_not(None),
-                )
-                for cid, did, send_at in conn.execute(stmt):
+                for cid, did, send_at in conn.execute(_SCHEDULED, {"ids": part}):
                     found.setdefault(cid, {})[did] = send_at.timestamp()
         for cid, (did, ts) in queued:
             found.setdefault(cid, {})[did] = ts
