@@ -21,6 +21,15 @@ from decisioning.fatigue import DAY
 _CAP_DAYS = 365.0
 _CHANNELS = tuple(c.value for c in CONTACT_CHANNELS)
 _CONSENTS = tuple(c.value for c in CONSENT_CHANNELS)
+#: the feature names of each consent and each channel, formatted once
+_CONSENT_KEYS = tuple((c, f"consent_{c}") for c in _CONSENTS)
+_CHANNEL_FEATURE_NAMES = tuple(
+    (ch, *(f"{ch}_{name}" for name in (
+        "contacts_24h", "contacts_7d", "contacts_30d", "open_rate", "click_rate",
+        "days_since_contact", "days_since_open",
+    )))
+    for ch in _CHANNELS
+)  # fmt: skip
 
 
 def _per_channel(prefix_names: tuple[str, ...]) -> tuple[str, ...]:
@@ -122,10 +131,13 @@ def customer_features(state: CustomerState, now: float) -> dict[str, float]:
         "weekday": float(local.weekday()),
         "spend": float(state.spend),
     }
-    for c in _CONSENTS:
-        f[f"consent_{c}"] = 1.0 if state.consents.get(c) else 0.0
-    for ch in _CHANNELS:
-        s = state.channels[ch]
+    consents = state.consents
+    for c, key in _CONSENT_KEYS:
+        f[key] = 1.0 if consents.get(c) else 0.0
+    channels = state.channels
+    all_d = all_w = all_m = 0
+    for ch, k24, k7, k30, k_open, k_click, k_contact, k_opened in _CHANNEL_FEATURE_NAMES:
+        s = channels[ch]
         d = w = m = 0
         for t in s.recent:
             if t > month_ago:
@@ -134,16 +146,19 @@ def customer_features(state: CustomerState, now: float) -> dict[str, float]:
                     w += 1
                     if t > day_ago:
                         d += 1
-        f[f"{ch}_contacts_24h"] = float(d)
-        f[f"{ch}_contacts_7d"] = float(w)
-        f[f"{ch}_contacts_30d"] = float(m)
-        f["contacts_24h"] += d
-        f["contacts_7d"] += w
-        f["contacts_30d"] += m
-        f[f"{ch}_open_rate"] = _rate(s.opens, s.contacts)
-        f[f"{ch}_click_rate"] = _rate(s.clicks, s.contacts, prior=0.02)
-        f[f"{ch}_days_since_contact"] = _days(now, s.last_contact)
-        f[f"{ch}_days_since_open"] = _days(now, s.last_open)
+        f[k24] = float(d)
+        f[k7] = float(w)
+        f[k30] = float(m)
+        all_d, all_w, all_m = all_d + d, all_w + w, all_m + m
+        f[k_open] = _rate(s.opens, s.contacts)
+        f[k_click] = _rate(s.clicks, s.contacts, prior=0.02)
+        f[k_contact] = _days(now, s.last_contact)
+        f[k_opened] = _days(now, s.last_open)
+    f["contacts_24h"], f["contacts_7d"], f["contacts_30d"] = (
+        float(all_d),
+        float(all_w),
+        float(all_m),
+    )
     return f
 
 

@@ -311,10 +311,13 @@ class ContactPolicy:
         return None
 
     def _channel_cap(self, f: Facts, ch: str, at: float) -> Verdict:
+        times = f.times[ch]
         for window, words, cap in self._channel_caps.get(ch, ()):
             if cap == 0:
                 return "channel_cap", f"{ch} is switched off by the contact policy (cap 0)"
-            count = peak(f.times[ch], at, window)
+            if len(times) < cap:  # fewer contacts in all than the cap: no window can reach it
+                continue
+            count = peak(times, at, window)
             if count >= cap:
                 return "channel_cap", (
                     f"frequency cap reached ({plural(count, ch + ' message')} in the last {words})"
@@ -323,6 +326,8 @@ class ContactPolicy:
 
     def _contact_cap(self, f: Facts, at: float) -> Verdict:
         for window, words, cap in self._caps:
+            if len(f.everything) < cap:
+                continue
             count = peak(f.everything, at, window)
             if count >= cap:
                 return "contact_cap", (

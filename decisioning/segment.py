@@ -17,6 +17,7 @@ import ast
 import difflib
 import numbers
 import operator
+from collections import ChainMap
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -180,6 +181,11 @@ class Segment:
     def matches(self, values: Mapping[str, Any]) -> bool:
         """Whether one customer, given by its field values, is in the segment."""
         return True if self._match is None else self._match(values)
+
+    def matches_customer(self, features: Mapping[str, Any], attributes: Mapping[str, Any]) -> bool:
+        """:meth:`matches` for a customer's behavioural features and attributes (an attribute
+        wins over a feature of the same name), without merging them into one mapping."""
+        return True if self._match is None else self._match(ChainMap(attributes, features))
 
     def mask(self, frame: pd.DataFrame) -> np.ndarray:
         """Which rows of ``frame`` (one column per field) are in the segment, as a bool array."""

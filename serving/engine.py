@@ -198,7 +198,7 @@ class DecisionEngine:
 
     def _members(self, compiled: CompiledObjective, page: list[str], now: float) -> Iterator[str]:
         for cid, state in self.store.get_states(page).items():
-            if compiled.segment.matches({**customer_features(state, now), **state.attributes}):
+            if compiled.segment.matches_customer(customer_features(state, now), state.attributes):
                 yield cid
 
     def _pool(self, objective_id: str | None) -> list[CompiledObjective]:
@@ -316,7 +316,7 @@ class DecisionEngine:
         if (
             not explicit
             and state.known
-            and not compiled.segment.matches({**customer_f, **state.attributes})
+            and not compiled.segment.matches_customer(customer_f, state.attributes)
         ):
             return None
         eligibility = compiled.contact_policy.evaluate(

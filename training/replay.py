@@ -317,7 +317,7 @@ class _Fold:
                     reason = f"action {key} not allowed by the objective"
                 if reason is None:
                     customer_f = customer_features(state, t)
-                    if not segment.matches({**customer_f, **state.attributes}):
+                    if not segment.matches_customer(customer_f, state.attributes):
                         reason = "customer outside the objective's segment"
                 if reason is not None:
                     skipped[reason] = skipped.get(reason, 0) + 1
