@@ -17,8 +17,7 @@ import ast
 import difflib
 import numbers
 import operator
-from collections import ChainMap
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -185,7 +184,7 @@ class Segment:
     def matches_customer(self, features: Mapping[str, Any], attributes: Mapping[str, Any]) -> bool:
         """:meth:`matches` for a customer's behavioural features and attributes (an attribute
         wins over a feature of the same name), without merging them into one mapping."""
-        return True if self._match is None else self._match(ChainMap(attributes, features))
+        return True if self._match is None else self._match(_CustomerFields(features, attributes))
 
     def mask(self, frame: pd.DataFrame) -> np.ndarray:
         """Which rows of ``frame`` (one column per field) are in the segment, as a bool array."""
@@ -195,6 +194,34 @@ class Segment:
 
     def __str__(self) -> str:
         return self.text or "all"
+
+
+_ABSENT = object()
+
+
+class _CustomerFields(Mapping[str, Any]):
+    """A customer's features and attributes read as one mapping (an attribute wins)."""
+
+    __slots__ = ("features", "attributes")
+
+    def __init__(self, features: Mapping[str, Any], attributes: Mapping[str, Any]) -> None:
+        self.features, self.attributes = features, attributes
+
+    def get(self, key: str, default: Any = None) -> Any:  # what matchers call: two dict reads
+        value = self.attributes.get(key, _ABSENT)
+        return self.features.get(key, default) if value is _ABSENT else value
+
+    def __getitem__(self, key: str) -> Any:
+        value = self.get(key, _ABSENT)
+        if value is _ABSENT:
+            raise KeyError(key)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**self.features, **self.attributes})
+
+    def __len__(self) -> int:
+        return len({**self.features, **self.attributes})
 
 
 def check_segment_syntax(text: str) -> tuple[str, ...]:

@@ -14,12 +14,12 @@ from serving.api import (
 )
 
 ROUTERS: tuple[APIRouter, ...] = (
+    decisions.router,  # first: the route orchestrators call most is matched first
     previews.router,  # before objectives: /preview is no objective id
     objectives.router,
     reports.router,
     events.router,
     contacts.router,
-    decisions.router,
     models.router,
     health.router,
 )
