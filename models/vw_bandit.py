@@ -2,10 +2,13 @@
 
 Two VW workspaces learn the same examples: the *explorer* (``--cb_explore_adf`` with epsilon-
 greedy or SquareCB exploration) gives the action distribution, and the *valuer* (``--cb_adf``,
-the same reward regression without exploration) gives each action's predicted cost, which
+a reward regression without exploration) gives each action's predicted cost, which
 ``cb_explore_adf`` does not expose. Both use ``--cb_type mtr`` (a regression of the logged
-action's importance-weighted cost), so the valuer's scores are the estimates the explorer acts
-on. A cost is the action's cost minus its reward (``subtract_costs``) or minus the reward.
+action's cost). Under epsilon-greedy both weigh each cost by the inverse of its logged
+propensity, so the valuer's scores are exactly the estimates the explorer acts on. SquareCB
+regresses the costs without that weight (VW's design), so under SquareCB the valuer's
+importance-weighted estimates may rank actions differently from the explorer.
+A cost is the action's cost minus its reward (``subtract_costs``) or minus the reward.
 VW models keep their optimiser state (``--save_resume`` is VW's default), so a saved or
 pickled bandit goes on learning exactly where it stopped.
 """

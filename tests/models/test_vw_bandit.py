@@ -96,6 +96,15 @@ def test_epsilon_exploration_spreads_epsilon(small_log):
     assert np.isclose(dist.max(), 1 - 0.2 + 0.2 / k, atol=1e-5)
 
 
+def test_under_epsilon_greedy_the_explorer_favours_the_valuers_best_action(small_log):
+    # both learn the same importance-weighted regression: the values explain the choice
+    bandit = VWBandit(exploration="epsilon", epsilon=0.2).fit(small_log)
+    for ctx in _probes(20, seed=11):
+        dist, values = bandit.distribution_and_values(ctx)
+        allowed = np.flatnonzero(ctx.eligible)
+        assert int(np.argmax(dist)) == int(allowed[np.argmax(values[allowed])])
+
+
 def test_save_load_restores_predictions_and_learning_state(small_log, tmp_path):
     bandit = VWBandit(seed=2).fit(small_log)
     path = bandit.save(tmp_path / "bandit.zip")
