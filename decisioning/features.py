@@ -21,19 +21,16 @@ from decisioning.fatigue import DAY
 _CAP_DAYS = 365.0
 _CHANNELS = tuple(c.value for c in CONTACT_CHANNELS)
 _CONSENTS = tuple(c.value for c in CONSENT_CHANNELS)
+#: what is counted per channel, in the order models see it
+_CHANNEL_FIGURES = (
+    "contacts_24h", "contacts_7d", "contacts_30d", "open_rate", "click_rate",
+    "days_since_contact", "days_since_open",
+)  # fmt: skip
 #: the feature names of each consent and each channel, formatted once
 _CONSENT_KEYS = tuple((c, f"consent_{c}") for c in _CONSENTS)
 _CHANNEL_FEATURE_NAMES = tuple(
-    (ch, *(f"{ch}_{name}" for name in (
-        "contacts_24h", "contacts_7d", "contacts_30d", "open_rate", "click_rate",
-        "days_since_contact", "days_since_open",
-    )))
-    for ch in _CHANNELS
-)  # fmt: skip
-
-
-def _per_channel(prefix_names: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(f"{ch}_{name}" for ch in _CHANNELS for name in prefix_names)
+    (ch, *(f"{ch}_{name}" for name in _CHANNEL_FIGURES)) for ch in _CHANNELS
+)
 
 
 #: behavioural features, in the order models see them
@@ -61,18 +58,8 @@ BEHAVIOUR_FEATURES: tuple[str, ...] = (
     "local_hour",
     "weekday",
     "spend",
-    *(f"consent_{c}" for c in _CONSENTS),
-    *_per_channel(
-        (
-            "contacts_24h",
-            "contacts_7d",
-            "contacts_30d",
-            "open_rate",
-            "click_rate",
-            "days_since_contact",
-            "days_since_open",
-        )
-    ),
+    *(key for _, key in _CONSENT_KEYS),
+    *(name for _, *names in _CHANNEL_FEATURE_NAMES for name in names),
 )
 
 #: features of an action for a customer (the action-dependent half of a bandit example)
