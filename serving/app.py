@@ -31,6 +31,9 @@ Errors: 401 without a valid key, 403 for a role not listed, 404 for an unknown i
 operation the current state forbids (e.g. confirming a cancelled decision), 413 for a batch
 over ``batch_limit``, 422 for invalid input (naming the field).
 
+``POST /v1/decisions`` is mostly answered in front of the router, by the same steps as its route
+(:mod:`serving.decision_lane`); the route answers whatever the lane steps aside from.
+
 Without ``DECISIONING_API_KEYS`` the service runs open (every caller is admin) and logs a
 warning: for local development only.
 """
@@ -48,6 +51,7 @@ from decisioning.settings import Settings
 from decisioning.store import Store, open_store
 from serving import errors
 from serving.api import ROUTERS
+from serving.decision_lane import DecisionLane
 from serving.deps import Service
 from serving.engine import DecisionEngine, PolicySource
 from serving.metrics import Metrics, MetricsMiddleware
@@ -131,4 +135,5 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(DecisionLane)  # outermost: the hot call skips the router
     return app

@@ -14,6 +14,7 @@ from serving.deps import (
     EngineDep,
     MetricsDep,
     OrchestratorDep,
+    Service,
     SettingsDep,
     StoreDep,
     get_service_of,
@@ -44,13 +45,18 @@ async def decide(body: DecisionRequest, _: OrchestratorDep, request: Request) ->
     # Decided on the event loop: a decision reads the hot store in memory and queues its log
     # entry, well under a millisecond of CPU that a thread-pool hop would only add to. The
     # engine and metrics are read off the app rather than solved as dependencies per request.
+    # Most calls never get here: serving.decision_lane answers them with the same two steps.
     service = get_service_of(request)
-    engine, metrics = service.engine, service.metrics
-    decision = engine.decide(
+    decision = decide_one(service, body)
+    service.metrics.record([decision])
+    return Response(decision_json(decision), media_type=JSON)
+
+
+def decide_one(service: Service, body: DecisionRequest) -> Decision:
+    """The logged decision a ``POST /v1/decisions`` body asks for."""
+    return service.engine.decide(
         body.customer_id, objective_id=body.objective, request=body.context, as_of=body.as_of
     )
-    metrics.record([decision])
-    return Response(decision_json(decision), media_type=JSON)
 
 
 @router.post(
