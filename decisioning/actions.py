@@ -49,7 +49,7 @@ class Action:
     @property
     def key(self) -> str:
         """Stable name, e.g. ``email@today_evening`` or ``none``."""
-        return "none" if self.is_nothing else f"{self.channel.value}@{self.slot.value}"
+        return _KEYS[self.channel][self.slot]  # read on every decision: formatted once
 
     @classmethod
     def from_key(cls, key: str) -> Action:
@@ -63,6 +63,13 @@ class Action:
 
 
 DO_NOTHING = Action(Channel.NONE, Slot.NOW)
+_KEYS: dict[Channel, dict[Slot, str]] = {
+    channel: {
+        slot: "none" if channel is Channel.NONE else f"{channel.value}@{slot.value}"
+        for slot in Slot
+    }
+    for channel in Channel
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -213,25 +213,48 @@ def action_feature_matrix(
     """Features of every action as a (len(actions), len(ACTION_FEATURES)) array.
 
     Row i equals ``action_features(state, actions[i], now, customer, send_ts=send_times[i])``;
-    local times are worked out once per distinct send time and per-channel figures once per
-    channel, then spread over the actions with numpy.
+    the timing columns are worked out once per distinct send time and the per-channel figures
+    once per channel, then spread over the actions with numpy (one call decides one customer:
+    few numpy calls, as each costs more than the arithmetic).
     """
-    channel_of, channels = _channel_layout(actions)
+    channel_of, channels, nothing = _channel_layout(actions)
     times = np.asarray(send_times, dtype=np.float64)
     if times.shape != (len(channel_of),):
         raise ValueError(f"send_times has shape {times.shape}, expected ({len(channel_of)},)")
-    tz = zone(state.timezone)
+    tz_name, counts = state.timezone, state.hour_counts
+    total = sum(counts)
     position: dict[float, int] = {}
     where = [position.setdefault(ts, len(position)) for ts in times.tolist()]
-    timed = []
+    timing = []  # is_contact, send_delay_hours, send_hour, send_weekend, hour_affinity
     for ts in position:
-        local = datetime.fromtimestamp(ts, tz)
-        timed.append((local.hour, 1.0 if local.weekday() >= 5 else 0.0,
-                      hour_affinity(state, local.hour)))  # fmt: skip
-    hour, weekend, affinity = np.array(timed, dtype=np.float64)[where].T
+        hour, weekend = _local_clock(tz_name, ts) if ts != now else _clock_now(tz_name, now)
+        near = counts[hour - 1] + counts[hour] + counts[(hour + 1) % 24]  # [-1]: hour 23
+        affinity = near / total if total else 3 / 24
+        timing.append((1.0, (ts - now) / 3600.0, float(hour), weekend, affinity))
     figures = np.array(_channel_figures(customer, channels), dtype=np.float64)
-    nothing = channel_of == len(channels)
-    return _assemble(times, now, hour, weekend, affinity, figures[channel_of], nothing)
+    out = np.concatenate((np.array(timing)[where], figures[channel_of]), axis=1)
+    out[nothing] = 0.0
+    return out
+
+
+_LOCAL_CLOCKS: dict[tuple[str, float], tuple[int, float]] = {}
+
+
+def _clock_now(tz_name: str, ts: float) -> tuple[int, float]:
+    """The local hour at ``ts`` in the zone, and 1.0 on a weekend (else 0.0)."""
+    local = datetime.fromtimestamp(ts, zone(tz_name))
+    return local.hour, 1.0 if local.weekday() >= 5 else 0.0
+
+
+def _local_clock(tz_name: str, ts: float) -> tuple[int, float]:
+    """:func:`_clock_now`, kept: the scheduled slots of a zone send at the same few times."""
+    key = (tz_name, ts)
+    hit = _LOCAL_CLOCKS.get(key)
+    if hit is None:
+        if len(_LOCAL_CLOCKS) >= 16384:
+            _LOCAL_CLOCKS.clear()
+        hit = _LOCAL_CLOCKS[key] = _clock_now(tz_name, ts)
+    return hit
 
 
 def action_feature_matrices(
@@ -247,7 +270,7 @@ def action_feature_matrices(
     distinct send time (slots fall on the same local hours for everyone in a zone), hour
     affinities and per-channel figures with numpy over the whole chunk.
     """
-    channel_of, channels = _channel_layout(actions)
+    channel_of, channels, nothing = _channel_layout(actions)
     n, a = len(states), len(channel_of)
     times = np.asarray(send_times, dtype=np.float64)
     if times.shape != (n, a) or len(customers) != n:
@@ -275,7 +298,6 @@ def action_feature_matrices(
     figures = np.array(
         [_channel_figures(c, channels) for c in customers], dtype=np.float64
     ).reshape(n, len(channels) + 1, 4)
-    nothing = channel_of == len(channels)
     return _assemble(times, now, hour, weekend, affinity, figures[:, channel_of], nothing)
 
 
@@ -295,7 +317,7 @@ def _assemble(
 ) -> np.ndarray:
     """The features of actions whose send times are ``times`` (..., n_actions), from their
     local hour, weekend flag, hour affinity and channel ``figures`` (..., n_actions, 4);
-    zeros where ``nothing`` (n_actions,) marks doing nothing."""
+    zeros at the positions ``nothing`` of doing nothing."""
     out = np.empty((*times.shape, len(ACTION_FEATURES)), dtype=np.float64)
     out[..., 0] = 1.0
     out[..., 1] = (times - now) / 3600.0
@@ -313,27 +335,30 @@ _CHANNEL_KEYS = {
     ch: (f"{ch}_open_rate", f"{ch}_click_rate", f"{ch}_contacts_7d", f"{ch}_days_since_open")
     for ch in _CHANNELS
 }
-_LAYOUTS: dict[int, tuple[Sequence[Action], np.ndarray, tuple[str, ...]]] = {}
+_LAYOUTS: dict[int, tuple[Sequence[Action], np.ndarray, tuple[str, ...], np.ndarray]] = {}
 
 
-def _channel_layout(actions: Sequence[Action]) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Each action's channel as an index into the channels used (their count for doing nothing).
+def _channel_layout(actions: Sequence[Action]) -> tuple[np.ndarray, tuple[str, ...], np.ndarray]:
+    """Each action's channel as an index into the channels used (their count for doing
+    nothing), those channels, and the positions of doing nothing.
 
     Kept per action sequence (by identity: action spaces are built once and reused).
     """
     hit = _LAYOUTS.get(id(actions))
     if hit is not None and hit[0] is actions:
-        return hit[1], hit[2]
+        return hit[1], hit[2], hit[3]
     channels = tuple(dict.fromkeys(a.channel.value for a in actions if not a.is_nothing))
     index = {ch: k for k, ch in enumerate(channels)}
     channel_of = np.array(
         [len(channels) if a.is_nothing else index[a.channel.value] for a in actions], dtype=np.intp
     )
-    channel_of.setflags(write=False)
+    nothing = np.flatnonzero(channel_of == len(channels))
+    for array in (channel_of, nothing):
+        array.setflags(write=False)
     if len(_LAYOUTS) >= 64:
         _LAYOUTS.clear()
-    _LAYOUTS[id(actions)] = (actions, channel_of, channels)
-    return channel_of, channels
+    _LAYOUTS[id(actions)] = (actions, channel_of, channels, nothing)
+    return channel_of, channels, nothing
 
 
 def attribute_features(state: CustomerState) -> dict[str, Any]:

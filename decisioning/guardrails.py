@@ -128,6 +128,7 @@ class ContactPolicy:
         # the same verdicts recur across customers (no consent, an open ticket, ...): their
         # BlockedAction records are made once and shared (they are immutable)
         self._blocked: dict[tuple[str, Verdict], BlockedAction] = {}
+        self._blocked_channels: dict[tuple[str, Verdict], tuple[BlockedAction, ...]] = {}
 
     # -- the decision-time check --------------------------------------------------------------
 
@@ -166,27 +167,46 @@ class ContactPolicy:
         eligible = [True] * n
         times = [now] * n
         blocked: list[BlockedAction] = []
-        for i, ch, slot, key in layout.contacts:
-            at, quiet = schedule[slot]
-            times[i] = at
+        for ch, contacts in layout.by_channel:
             verdict = everyone or by_channel[ch]
-            if verdict is None and quiet is not None:
-                verdict = ("quiet_hours", quiet)
-            if verdict is None:
-                if at not in by_time:
-                    by_time[at] = self._time_rule(facts, at)
-                verdict = by_time[at]
-            if verdict is None:
-                pair = (ch, at)
-                if pair not in by_pair:
-                    by_pair[pair] = self._channel_time_rule(facts, ch, at)
-                verdict = by_pair[pair]
-            if verdict is None and remaining_budget is not None:
-                verdict = budget(cost_list[i], remaining_budget)
             if verdict is not None:
-                eligible[i] = False
-                blocked.append(self._blocked_action(key, ch, verdict))
+                # a verdict on the whole channel blocks its actions alike, in one go
+                for i, slot, _ in contacts:
+                    times[i] = schedule[slot][0]
+                    eligible[i] = False
+                blocked.extend(self._blocked_channel(ch, contacts, verdict))
+                continue
+            for i, slot, key in contacts:
+                at, quiet = schedule[slot]
+                times[i] = at
+                verdict = None if quiet is None else ("quiet_hours", quiet)
+                if verdict is None:
+                    if at not in by_time:
+                        by_time[at] = self._time_rule(facts, at)
+                    verdict = by_time[at]
+                if verdict is None:
+                    pair = (ch, at)
+                    if pair not in by_pair:
+                        by_pair[pair] = self._channel_time_rule(facts, ch, at)
+                    verdict = by_pair[pair]
+                if verdict is None and remaining_budget is not None:
+                    verdict = budget(cost_list[i], remaining_budget)
+                if verdict is not None:
+                    eligible[i] = False
+                    blocked.append(self._blocked_action(key, ch, verdict))
         return Eligibility(np.array(eligible), np.array(times), tuple(blocked))
+
+    def _blocked_channel(
+        self, ch: str, contacts: tuple[tuple[int, Slot, str], ...], verdict: tuple[str, str]
+    ) -> tuple[BlockedAction, ...]:
+        memo = (ch, verdict)
+        hit = self._blocked_channels.get(memo)
+        if hit is None:
+            if len(self._blocked_channels) >= 1024:
+                self._blocked_channels.clear()
+            hit = tuple(self._blocked_action(key, ch, verdict) for _, _, key in contacts)
+            self._blocked_channels[memo] = hit
+        return hit
 
     def _blocked_action(self, key: str, ch: str, verdict: tuple[str, str]) -> BlockedAction:
         memo = (key, verdict)
@@ -353,17 +373,23 @@ class ContactPolicy:
 class _Layout:
     """An action space unpacked for the hot loop: (index, channel, slot, key) of each contact."""
 
-    contacts: tuple[tuple[int, str, Slot, str], ...]
+    #: each channel with the (index, slot, key) of its actions, in action order
+    by_channel: tuple[tuple[str, tuple[tuple[int, Slot, str], ...]], ...]
     channels: tuple[str, ...]
     costs: list[float]
 
     @classmethod
     def of(cls, actions: ActionSpace) -> _Layout:
-        contacts = tuple(
-            (i, a.channel.value, a.slot, a.key) for i, a in enumerate(actions) if not a.is_nothing
-        )
+        grouped: dict[str, list[tuple[int, Slot, str]]] = {}
+        for i, a in enumerate(actions):
+            if not a.is_nothing:
+                grouped.setdefault(a.channel.value, []).append((i, a.slot, a.key))
+        by_channel = tuple((ch, tuple(contacts)) for ch, contacts in grouped.items())
+        order = [i for _, contacts in by_channel for i, _, _ in contacts]
+        if order != sorted(order):  # blocked actions are listed in action order
+            raise InvalidInput("an action space must list each channel's actions together")
         return cls(
-            contacts=contacts,
+            by_channel=by_channel,
             channels=tuple(c.value for c in actions.channels),
             costs=[DEFAULT_COSTS[a.channel] for a in actions],
         )

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import lru_cache
 from itertools import islice
 from typing import Any
 
@@ -47,6 +48,12 @@ from serving.objective_cache import CompiledObjective, ObjectiveCache
 HOUR = 3600.0
 #: customers of one objective from which a chunk's action features are computed together
 _CHUNK_FEATURES = 8
+
+
+@lru_cache(maxsize=256)
+def _one_voice(key: str) -> BlockedAction:
+    """The record of an action held back by one voice (shared: records are immutable)."""
+    return BlockedAction(key, "one_voice", "already contacted within the arbitration window")
 
 
 class DecisionEngine:
@@ -331,15 +338,10 @@ class DecisionEngine:
         eligible, blocked = eligibility.eligible, list(eligibility.blocked)
         if one_voice:
             eligible = eligible.copy()
+            keys = compiled.actions.keys
             for i in np.flatnonzero(eligible[1:]) + 1:
                 eligible[i] = False
-                blocked.append(
-                    BlockedAction(
-                        compiled.actions[i].key,
-                        "one_voice",
-                        "already contacted within the arbitration window",
-                    )
-                )
+                blocked.append(_one_voice(keys[i]))
         return Prepared(
             objective=objective,
             state=state,
