@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,7 @@ __all__ = [
 ]
 
 _LAYOUTS: dict[int, tuple[FeatureSpec, _Layout]] = {}
+_GETTERS: dict[int, tuple[FeatureSpec, Any]] = {}
 _TEMPLATES: dict[int, tuple[FeatureSpec, _VWTemplates]] = {}
 
 
@@ -66,6 +68,14 @@ def _layout(spec: FeatureSpec) -> _Layout:
 
 def _templates(spec: FeatureSpec) -> _VWTemplates:
     return _cached(_TEMPLATES, spec, _build_vw_templates)
+
+
+def _customer_getter(spec: FeatureSpec) -> Any:
+    """Reads the spec's customer features from a context, as a tuple in the spec's order."""
+    names = tuple(spec.customer)
+    if len(names) == 1:
+        return lambda customer: (customer[names[0]],)
+    return itemgetter(*names) if names else (lambda customer: ())
 
 
 def _reorder(values: np.ndarray, have: tuple[str, ...], need: tuple[str, ...]) -> np.ndarray:
@@ -99,6 +109,20 @@ def _attribute_block(
                     out[i, start + pos] = 1.0
         start += len(cats)
     return out
+
+
+def _attribute_row(spec: FeatureSpec, attributes: Mapping[str, Any]) -> list[float]:
+    """:func:`_attribute_block` of one customer, as a list (one decision's row)."""
+    row = [_to_float(attributes.get(name)) for name in spec.numeric_attributes]
+    codes = _layout(spec).codes
+    for name, cats in spec.categories:
+        onehot = [0.0] * len(cats)
+        value = attributes.get(name)
+        pos = None if value is None else codes[name].get(str(value))
+        if pos is not None:
+            onehot[pos] = 1.0
+        row += onehot
+    return row
 
 
 def context_matrix(batch: BanditBatch, spec: FeatureSpec) -> np.ndarray:
@@ -258,7 +282,7 @@ def _context_values(
     context: DecisionContext, spec: FeatureSpec, rows: np.ndarray | list[int]
 ) -> tuple[list[float], np.ndarray]:
     try:
-        customer = [context.customer[k] for k in spec.customer]
+        customer = list(_cached(_GETTERS, spec, _customer_getter)(context.customer))
         cols = _action_columns(tuple(spec.action_features))
     except KeyError as err:
         raise InvalidInput(f"the context lacks feature {err.args[0]!r} the model needs") from None
@@ -274,8 +298,7 @@ def context_rows(
     _check_context(context, spec)
     idx = np.arange(len(spec.action_keys)) if actions is None else np.asarray(actions)
     customer, feats = _context_values(context, spec, idx)
-    attrs = {k: [v] for k, v in context.attributes.items()}
-    ctx = np.hstack([np.asarray([customer], dtype=np.float32), _attribute_block(spec, attrs, 1)])
+    ctx = np.array([customer + _attribute_row(spec, context.attributes)], dtype=np.float32)
     act = feats.astype(np.float32).reshape(1, len(idx), -1)
     return _design(spec, ctx, act, idx[None, :])
 

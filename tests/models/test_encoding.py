@@ -231,3 +231,19 @@ def test_single_context_paths_write_what_the_batch_paths_write(batch, contexts):
     bare = dataclasses.replace(contexts[0], customer={"known": 1.0})
     with pytest.raises(InvalidInput, match="the context lacks feature 'tenure_days'"):
         vw_context_lines(bare, spec)
+
+
+def test_one_context_encodes_odd_attributes_as_a_batch_does(batch, contexts):
+    spec = FeatureSpec.from_batch(batch)
+    odd = [
+        {"segment": "never-seen", "plan": None, "country": contexts[0].attributes["country"]},
+        {"age": None, "segment": 7},
+        {"age": "forty", "plan": True},
+        {},
+    ]
+    for attributes in odd:
+        ctx = dataclasses.replace(contexts[1], attributes=attributes)
+        expected = row_matrix(BanditBatch.from_contexts([ctx]), spec)
+        got = context_rows(ctx, spec)
+        assert got.dtype == expected.dtype
+        assert np.array_equal(got, expected, equal_nan=True)
