@@ -128,6 +128,7 @@ class ContactPolicy:
         # the same verdicts recur across customers (no consent, an open ticket, ...): their
         # BlockedAction records are made once and shared (they are immutable)
         self._blocked: dict[tuple[str, Verdict], BlockedAction] = {}
+        self._schedules: dict[tuple[str, float], dict[Slot, tuple[float, str | None]]] = {}
         self._blocked_channels: dict[tuple[str, Verdict], tuple[BlockedAction, ...]] = {}
 
     # -- the decision-time check --------------------------------------------------------------
@@ -159,7 +160,7 @@ class ContactPolicy:
                 raise InvalidInput(f"costs has shape {np.shape(costs)}, expected ({n},)")
             cost_list = np.asarray(costs, dtype=float).tolist()
         facts = Facts(state, now, pending, promoted_category)
-        schedule = self._quiet.schedule(state.timezone, now)
+        schedule = self._schedule(state.timezone, now)
         everyone = self._customer_rule(facts)
         by_channel = {ch: self._channel_rule(facts, ch) for ch in layout.channels}
         by_time: dict[float, Verdict] = {}
@@ -195,6 +196,16 @@ class ContactPolicy:
                     eligible[i] = False
                     blocked.append(self._blocked_action(key, ch, verdict))
         return Eligibility(np.array(eligible), np.array(times), tuple(blocked))
+
+    def _schedule(self, timezone: str, now: float) -> dict[Slot, tuple[float, str | None]]:
+        """The slots' send times in a zone at ``now``: shared by the customers of a batch."""
+        key = (timezone, now)
+        hit = self._schedules.get(key)
+        if hit is None:
+            if len(self._schedules) >= 1024:
+                self._schedules.clear()
+            hit = self._schedules[key] = self._quiet.schedule(timezone, now)
+        return hit
 
     def _blocked_channel(
         self, ch: str, contacts: tuple[tuple[int, Slot, str], ...], verdict: tuple[str, str]

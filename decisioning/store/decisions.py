@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
+from operator import attrgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -87,6 +88,10 @@ def _finite(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
 
 
+#: a blocked action as the log document lists it: ``[action, rule, reason]``
+_BLOCKED_FIELDS = attrgetter("action", "rule", "reason")
+
+
 def _row(decision: Decision, status: str, now: datetime) -> dict[str, Any]:
     if status not in TRANSITIONS:
         raise InvalidInput(f"decision {decision.decision_id!r}: unknown status {status!r}")
@@ -96,7 +101,7 @@ def _row(decision: Decision, status: str, now: datetime) -> dict[str, Any]:
         "distribution": list(map(float, decision.distribution)),
         "eligible": list(map(bool, decision.eligible)),
         "alternatives": [[a.action, _finite(a.expected_value)] for a in decision.alternatives],
-        "blocked": [[b.action, b.rule, b.reason] for b in decision.blocked],
+        "blocked": list(map(_BLOCKED_FIELDS, decision.blocked)),  # tuples: JSON arrays
         "explanation": decision.explanation,
         "context": dict(decision.context),
     }
