@@ -97,7 +97,7 @@ def _row(decision: Decision, status: str, now: datetime) -> dict[str, Any]:
         raise InvalidInput(f"decision {decision.decision_id!r}: unknown status {status!r}")
     action = decision.action
     doc = {
-        "actions": list(decision.actions),
+        "actions": decision.actions,  # a tuple (the objective's own): a JSON array
         "distribution": list(map(float, decision.distribution)),
         "eligible": list(map(bool, decision.eligible)),
         "alternatives": [[a.action, _finite(a.expected_value)] for a in decision.alternatives],
@@ -148,29 +148,41 @@ _SCHEDULED = sa.select(decisions.c.customer_id, decisions.c.decision_id, decisio
 )
 
 
-def _driver_row(row: dict[str, Any]) -> tuple[Any, ...]:
-    """The values of a log row as the SQLite driver stores them (times as text, JSON encoded)."""
+def _driver_row(row: dict[str, Any], times: dict[datetime, str]) -> tuple[Any, ...]:
+    """The values of a log row as the SQLite driver stores them (times as text, JSON encoded).
+
+    ``times`` keeps the text of each time met: a chunk's decisions share their decision and
+    status times.
+    """
     values = [row[k] for k in _LOGGED_FIELDS]
     for i in _TIME_POSITIONS:
-        if values[i] is not None:
-            values[i] = stored_time(values[i])
+        moment = values[i]
+        if moment is not None:
+            text = times.get(moment)
+            if text is None:
+                text = times[moment] = stored_time(moment)
+            values[i] = text
     values[_DOC_POSITION] = dumps(values[_DOC_POSITION])
     return tuple(values)
 
 
-def _queued(row: dict[str, Any]) -> dict[str, Any]:
-    """What the SQLite log queue keeps of a row: its driver tuple and what pending sends read.
+def _queued(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the SQLite log queue keeps of rows: driver tuples and what pending sends read.
 
-    The document's lists and dicts die at once instead of waiting in the queue, where the
+    The documents' lists and dicts die at once instead of waiting in the queue, where the
     garbage collector would traverse them again and again.
     """
-    return {
-        "customer_id": row["customer_id"],
-        "decision_id": row["decision_id"],
-        "status": row["status"],
-        "send_at": row["send_at"],
-        _DRIVER_ROW: _driver_row(row),
-    }
+    times: dict[datetime, str] = {}
+    return [
+        {
+            "customer_id": row["customer_id"],
+            "decision_id": row["decision_id"],
+            "status": row["status"],
+            "send_at": row["send_at"],
+            _DRIVER_ROW: _driver_row(row, times),
+        }
+        for row in rows
+    ]
 
 
 #: where :func:`_driver_row` finds the times and the document among ``_LOGGED_FIELDS``
@@ -286,7 +298,7 @@ class DecisionsMixin(StoreBase):
             inserted = self._insert_rows(rows)
         else:
             if self.dialect == "sqlite":  # encoded here: the writer thread then barely runs Python
-                self.log_writer.submit([_queued(row) for row in rows])
+                self.log_writer.submit(_queued(rows))
             else:
                 self.log_writer.submit(rows)
             inserted = len(rows)
