@@ -13,7 +13,7 @@ channels) and each channel at each send time (channel caps, complaints, the paid
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -129,7 +129,6 @@ class ContactPolicy:
         # BlockedAction records are made once and shared (they are immutable)
         self._blocked: dict[tuple[str, Verdict], BlockedAction] = {}
         self._schedules: dict[tuple[str, float], dict[Slot, tuple[float, str | None]]] = {}
-        self._blocked_channels: dict[tuple[str, Verdict], tuple[BlockedAction, ...]] = {}
 
     # -- the decision-time check --------------------------------------------------------------
 
@@ -175,7 +174,7 @@ class ContactPolicy:
                 for i, slot, _ in contacts:
                     times[i] = schedule[slot][0]
                     eligible[i] = False
-                blocked.extend(self._blocked_channel(ch, contacts, verdict))
+                blocked.extend(self._blocked_channel(layout, ch, contacts, verdict))
                 continue
             for i, slot, key in contacts:
                 at, quiet = schedule[slot]
@@ -208,15 +207,19 @@ class ContactPolicy:
         return hit
 
     def _blocked_channel(
-        self, ch: str, contacts: tuple[tuple[int, Slot, str], ...], verdict: tuple[str, str]
+        self,
+        layout: _Layout,
+        ch: str,
+        contacts: tuple[tuple[int, Slot, str], ...],
+        verdict: tuple[str, str],
     ) -> tuple[BlockedAction, ...]:
+        """The records of a channel's actions blocked alike (kept with the action space's
+        layout: another space may give the channel other slots)."""
         memo = (ch, verdict)
-        hit = self._blocked_channels.get(memo)
+        hit = layout.blocked_channels.get(memo)
         if hit is None:
-            if len(self._blocked_channels) >= 1024:
-                self._blocked_channels.clear()
             hit = tuple(self._blocked_action(key, ch, verdict) for _, _, key in contacts)
-            self._blocked_channels[memo] = hit
+            layout.blocked_channels[memo] = hit
         return hit
 
     def _blocked_action(self, key: str, ch: str, verdict: tuple[str, str]) -> BlockedAction:
@@ -388,6 +391,10 @@ class _Layout:
     by_channel: tuple[tuple[str, tuple[tuple[int, Slot, str], ...]], ...]
     channels: tuple[str, ...]
     costs: list[float]
+    #: the records of each channel blocked as a whole, by verdict (few: one per channel rule)
+    blocked_channels: dict[tuple[str, Verdict], tuple[BlockedAction, ...]] = field(
+        default_factory=dict
+    )
 
     @classmethod
     def of(cls, actions: ActionSpace) -> _Layout:

@@ -96,6 +96,16 @@ def test_open_ticket_blocks_every_contact_but_never_doing_nothing() -> None:
     assert ContactPolicy().evaluate(state, SPACE, NOW).eligible[SPACE.index("sms@now")]
 
 
+def test_one_policy_serves_action_spaces_of_different_slots() -> None:
+    # a channel blocked as a whole lists that space's own actions, whatever was seen before
+    policy, state = ContactPolicy(), customer(consents=("push",))
+    for slots in (["now", "today_evening"], ["now", "today_noon", "tomorrow_morning"]):
+        space = ActionSpace.build(["email", "push"], slots)
+        result = policy.evaluate(state, space, NOW)
+        email = [key for key in space.keys if key.startswith("email@")]
+        assert [b.action for b in result.blocked if b.rule == "consent"] == email
+
+
 def test_consent_and_unsubscribe() -> None:
     state = customer(consents=("email", "push"))
     hit = why(ContactPolicy(), state, "sms@now")
