@@ -157,10 +157,13 @@ def _owned_unopened(state: CustomerState) -> bool:
 
 def hour_affinity(state: CustomerState, hour: int) -> float:
     """Share of the customer's activity within an hour of ``hour`` (0.125 when nothing is known)."""
-    total = sum(state.hour_counts)
+    return _affinity(state.hour_counts, sum(state.hour_counts), hour)
+
+
+def _affinity(counts: Sequence[int], total: int, hour: int) -> float:
+    """:func:`hour_affinity` from the customer's hourly ``counts`` and their ``total``."""
     if total == 0:
         return 3 / 24
-    counts = state.hour_counts
     return (counts[(hour - 1) % 24] + counts[hour] + counts[(hour + 1) % 24]) / total
 
 
@@ -227,9 +230,9 @@ def action_feature_matrix(
     where = [position.setdefault(ts, len(position)) for ts in times.tolist()]
     timing = []  # is_contact, send_delay_hours, send_hour, send_weekend, hour_affinity
     for ts in position:
-        hour, weekend = _local_clock(tz_name, ts) if ts != now else _clock_now(tz_name, now)
-        near = counts[hour - 1] + counts[hour] + counts[(hour + 1) % 24]  # [-1]: hour 23
-        affinity = near / total if total else 3 / 24
+        # the slots' times recur across customers of a zone; "now" is new on every call
+        hour, weekend = _local_clock(tz_name, ts) if ts == now else _kept_clock(tz_name, ts)
+        affinity = _affinity(counts, total, hour)
         timing.append((1.0, (ts - now) / 3600.0, float(hour), weekend, affinity))
     figures = np.array(_channel_figures(customer, channels), dtype=np.float64)
     out = np.concatenate((np.array(timing)[where], figures[channel_of]), axis=1)
@@ -240,20 +243,20 @@ def action_feature_matrix(
 _LOCAL_CLOCKS: dict[tuple[str, float], tuple[int, float]] = {}
 
 
-def _clock_now(tz_name: str, ts: float) -> tuple[int, float]:
+def _local_clock(tz_name: str, ts: float) -> tuple[int, float]:
     """The local hour at ``ts`` in the zone, and 1.0 on a weekend (else 0.0)."""
     local = datetime.fromtimestamp(ts, zone(tz_name))
     return local.hour, 1.0 if local.weekday() >= 5 else 0.0
 
 
-def _local_clock(tz_name: str, ts: float) -> tuple[int, float]:
-    """:func:`_clock_now`, kept: the scheduled slots of a zone send at the same few times."""
+def _kept_clock(tz_name: str, ts: float) -> tuple[int, float]:
+    """:func:`_local_clock`, kept: the scheduled slots of a zone send at the same few times."""
     key = (tz_name, ts)
     hit = _LOCAL_CLOCKS.get(key)
     if hit is None:
         if len(_LOCAL_CLOCKS) >= 16384:
             _LOCAL_CLOCKS.clear()
-        hit = _LOCAL_CLOCKS[key] = _clock_now(tz_name, ts)
+        hit = _LOCAL_CLOCKS[key] = _local_clock(tz_name, ts)
     return hit
 
 

@@ -128,7 +128,6 @@ class ContactPolicy:
         # the same verdicts recur across customers (no consent, an open ticket, ...): their
         # BlockedAction records are made once and shared (they are immutable)
         self._blocked: dict[tuple[str, Verdict], BlockedAction] = {}
-        self._schedules: dict[tuple[str, float], dict[Slot, tuple[float, str | None]]] = {}
 
     # -- the decision-time check --------------------------------------------------------------
 
@@ -159,7 +158,7 @@ class ContactPolicy:
                 raise InvalidInput(f"costs has shape {np.shape(costs)}, expected ({n},)")
             cost_list = np.asarray(costs, dtype=float).tolist()
         facts = Facts(state, now, pending, promoted_category)
-        schedule = self._schedule(state.timezone, now)
+        schedule = self._quiet.schedule(state.timezone, now)
         everyone = self._customer_rule(facts)
         by_channel = {ch: self._channel_rule(facts, ch) for ch in layout.channels}
         by_time: dict[float, Verdict] = {}
@@ -195,16 +194,6 @@ class ContactPolicy:
                     eligible[i] = False
                     blocked.append(self._blocked_action(key, ch, verdict))
         return Eligibility(np.array(eligible), np.array(times), tuple(blocked))
-
-    def _schedule(self, timezone: str, now: float) -> dict[Slot, tuple[float, str | None]]:
-        """The slots' send times in a zone at ``now``: shared by the customers of a batch."""
-        key = (timezone, now)
-        hit = self._schedules.get(key)
-        if hit is None:
-            if len(self._schedules) >= 1024:
-                self._schedules.clear()
-            hit = self._schedules[key] = self._quiet.schedule(timezone, now)
-        return hit
 
     def _blocked_channel(
         self,

@@ -30,6 +30,7 @@ class QuietHours:
             label = f"{start.strftime('%H:%M')}-{end.strftime('%H:%M')}"
             self.window = (_seconds(start), _seconds(end), end, label)
         self._slot_cache: dict[tuple[Any, ...], dict[Slot, tuple[float, str | None]]] = {}
+        self._moment_cache: dict[tuple[str, float], dict[Slot, tuple[float, str | None]]] = {}
 
     @property
     def label(self) -> str | None:
@@ -44,7 +45,19 @@ class QuietHours:
         return _in_span(_clock(datetime.fromtimestamp(at, zone(timezone))), start, end)
 
     def schedule(self, timezone: str, now: float) -> dict[Slot, tuple[float, str | None]]:
-        """Send time and quiet-hours verdict of every slot for a decision at ``now``."""
+        """Send time and quiet-hours verdict of every slot for a decision at ``now``.
+
+        Kept per zone and moment, shared by the customers of a batch: read it, do not change it.
+        """
+        key = (timezone, now)
+        hit = self._moment_cache.get(key)
+        if hit is None:
+            if len(self._moment_cache) >= 1024:
+                self._moment_cache.clear()
+            hit = self._moment_cache[key] = self._schedule(timezone, now)
+        return hit
+
+    def _schedule(self, timezone: str, now: float) -> dict[Slot, tuple[float, str | None]]:
         tz = zone(timezone)
         local = datetime.fromtimestamp(now, tz)
         # Scheduled slots depend only on the local date and hour (see actions.send_at): cache.
