@@ -22,12 +22,12 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from decisioning.decision import Decision
-from serving.api.decisions import decide_one
+from serving.api.decisions import decide_one, router
 from serving.deps import Service
 from serving.schemas import DecisionRequest, decision_json
 from serving.security import HEADER, ORCHESTRATORS
 
-PATH = "/v1/decisions"
+PATH = router.prefix  # the route the lane stands in front of
 _ROLES = frozenset(ORCHESTRATORS)
 _KEY_HEADER = HEADER.lower().encode("latin-1")
 _JSON_TYPES = frozenset({b"application/json", b"application/json; charset=utf-8"})
@@ -62,8 +62,7 @@ class DecisionLane:
             }
         )
         await send({"type": "http.response.body", "body": content})
-        service.metrics.requests.labels("POST", PATH, "200").inc()
-        service.metrics.latency.labels("POST", PATH).observe(time.perf_counter() - start)
+        service.metrics.served("POST", PATH, 200, time.perf_counter() - start)
 
 
 def _route_path(scope: Scope) -> str:

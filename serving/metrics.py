@@ -68,6 +68,11 @@ class Metrics:
             if decision.holdout:
                 self.holdouts.labels(objective).inc()
 
+    def served(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one HTTP request by route template and status, and time it."""
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""
         return generate_latest(self.registry)
@@ -99,5 +104,4 @@ class MetricsMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "GET")
-            self.metrics.requests.labels(method, template, str(code)).inc()
-            self.metrics.latency.labels(method, template).observe(time.perf_counter() - start)
+            self.metrics.served(method, template, code, time.perf_counter() - start)
