@@ -31,8 +31,9 @@ def build_context(
 ) -> tuple[DecisionContext, Eligibility]:
     """The policy's view of ``state`` at ``now`` and the contact policy's verdict on each action.
 
-    Action features use the real send time, after quiet-hours deferral. ``customer`` takes
-    the customer's features when the caller has them already.
+    Action features use the real send time, after quiet-hours deferral; those of the actions
+    the contact policy blocks are zeros (no policy scores them). ``customer`` takes the
+    customer's features when the caller has them already.
     """
     eligibility = policy.evaluate(
         state,
@@ -45,7 +46,9 @@ def build_context(
     )
     if customer is None:
         customer = customer_features(state, now)
-    rows = action_feature_matrix(state, actions.actions, now, customer, eligibility.send_at)
+    rows = action_feature_matrix(
+        state, actions.actions, now, customer, eligibility.send_at, eligibility.eligible
+    )
     context = context_of(
         state, actions=actions, now=now, customer=customer, action_features=rows,
         eligible=eligibility.eligible, request=request, costs=costs,

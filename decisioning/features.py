@@ -212,6 +212,7 @@ def action_feature_matrix(
     now: float,
     customer: dict[str, float],
     send_times: Sequence[float] | np.ndarray,
+    eligible: np.ndarray | None = None,
 ) -> np.ndarray:
     """Features of every action as a (len(actions), len(ACTION_FEATURES)) array.
 
@@ -219,11 +220,22 @@ def action_feature_matrix(
     the timing columns are worked out once per distinct send time and the per-channel figures
     once per channel, then spread over the actions with numpy (one call decides one customer:
     few numpy calls, as each costs more than the arithmetic).
+
+    With ``eligible`` (the contact policy's mask), the rows of the actions it blocks are zeros:
+    no policy scores a blocked action, so their features are not worked out. Most decisions
+    allow doing nothing alone, and then every row is zero.
     """
     channel_of, channels, nothing = _channel_layout(actions)
     times = np.asarray(send_times, dtype=np.float64)
     if times.shape != (len(channel_of),):
         raise ValueError(f"send_times has shape {times.shape}, expected ({len(channel_of)},)")
+    if eligible is not None:
+        blocked = _blocked_mask(eligible, times.shape)
+        if blocked[_contacts(channel_of, channels)].all():  # no contact allowed
+            return np.zeros((len(channel_of), len(ACTION_FEATURES)), dtype=np.float64)
+        out = action_feature_matrix(state, actions, now, customer, times)
+        out[blocked] = 0.0
+        return out
     tz_name, counts = state.timezone, state.hour_counts
     total = sum(counts)
     position: dict[float, int] = {}
@@ -266,12 +278,15 @@ def action_feature_matrices(
     now: float,
     customers: Sequence[dict[str, float]],
     send_times: np.ndarray,
+    eligible: np.ndarray | None = None,
 ) -> np.ndarray:
     """:func:`action_feature_matrix` of many customers at once: (n, len(actions), n_features).
 
-    ``send_times`` is (n, len(actions)). Local hours are worked out once per time zone and
-    distinct send time (slots fall on the same local hours for everyone in a zone), hour
-    affinities and per-channel figures with numpy over the whole chunk.
+    ``send_times`` is (n, len(actions)), and so is ``eligible`` when given (the rows of blocked
+    actions are then zeros, and the customers allowed no contact cost nothing). Local hours are
+    worked out once per time zone and distinct send time (slots fall on the same local hours
+    for everyone in a zone), hour affinities and per-channel figures with numpy over the whole
+    chunk.
     """
     channel_of, channels, nothing = _channel_layout(actions)
     n, a = len(states), len(channel_of)
@@ -280,6 +295,16 @@ def action_feature_matrices(
         raise ValueError(
             f"send_times has shape {times.shape} for {len(customers)} customers, expected ({n}, {a})"
         )
+    if eligible is not None:
+        blocked = _blocked_mask(eligible, times.shape)
+        some = np.flatnonzero(~blocked[:, _contacts(channel_of, channels)].all(axis=1))
+        out = np.zeros((n, a, len(ACTION_FEATURES)), dtype=np.float64)
+        if len(some):
+            out[some] = action_feature_matrices(
+                [states[i] for i in some], actions, now, [customers[i] for i in some], times[some]
+            )
+            out[blocked] = 0.0
+        return out
     zones: dict[str, list[int]] = {}
     for i, state in enumerate(states):
         zones.setdefault(state.timezone, []).append(i)
@@ -302,6 +327,19 @@ def action_feature_matrices(
         [_channel_figures(c, channels) for c in customers], dtype=np.float64
     ).reshape(n, len(channels) + 1, 4)
     return _assemble(times, now, hour, weekend, affinity, figures[:, channel_of], nothing)
+
+
+def _contacts(channel_of: np.ndarray, channels: tuple[str, ...]) -> np.ndarray:
+    """The positions of the contacts (every action but doing nothing)."""
+    return channel_of != len(channels)
+
+
+def _blocked_mask(eligible: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The actions ``eligible`` leaves out, checked against the send times' ``shape``."""
+    mask = np.asarray(eligible, dtype=bool)
+    if mask.shape != shape:
+        raise ValueError(f"eligible has shape {mask.shape}, expected {shape}")
+    return ~mask
 
 
 def _channel_figures(customer: dict[str, float], channels: tuple[str, ...]) -> list[tuple]:

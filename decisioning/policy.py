@@ -24,8 +24,9 @@ class DecisionContext:
 
     ``action_features`` is a (len(actions), len(ACTION_FEATURES)) array whose row i describes
     ``actions[i]`` for this customer (columns in ``decisioning.features.ACTION_FEATURES`` order);
-    ``eligible[i]`` says
-    whether the contact policy lets it through (``eligible[0]``, doing nothing, is always True).
+    ``eligible[i]`` says whether the contact policy lets it through (``eligible[0]``, doing
+    nothing, is always True). Policies score eligible actions only: the rows of blocked actions
+    are zeros when the context comes from ``decisioning.context``.
     ``request`` holds the caller's key-value context (device, weather, ...).
     """
 

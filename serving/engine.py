@@ -358,7 +358,8 @@ class DecisionEngine:
         """What the policy sees, for every prepared customer of one objective.
 
         The action features of a chunk are computed together (``action_feature_matrices``),
-        those of a few customers one by one: the same figures either way.
+        those of a few customers one by one: the same figures either way. Those of the actions
+        the contact policy blocks are zeros, not worked out (no policy scores them).
         """
         if not prepared:
             return
@@ -367,10 +368,13 @@ class DecisionEngine:
             rows = action_feature_matrices(
                 [p.state for p in prepared], actions.actions, now,
                 [p.customer for p in prepared], np.stack([p.send_at for p in prepared]),
+                np.stack([p.eligible for p in prepared]),
             )  # fmt: skip
         else:
             rows = [
-                action_feature_matrix(p.state, actions.actions, now, p.customer, p.send_at)
+                action_feature_matrix(
+                    p.state, actions.actions, now, p.customer, p.send_at, p.eligible
+                )
                 for p in prepared
             ]
         for prep, features in zip(prepared, rows, strict=True):

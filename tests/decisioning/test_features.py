@@ -79,3 +79,36 @@ def test_the_chunk_matrices_equal_each_customer_matrix(chunk, hours):
     for i, state in enumerate(chunk):
         one = action_feature_matrix(state, SPACE.actions, now, customers[i], send[i])
         assert many[i].tolist() == one.tolist()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    chunk=st.lists(states(), min_size=1, max_size=10),
+    hours=st.floats(0, 24 * 7),
+    ticket=st.lists(st.booleans(), min_size=10, max_size=10),
+)
+def test_blocked_actions_have_zero_rows_and_the_allowed_ones_their_features(chunk, hours, ticket):
+    now = NOW + hours * 3600
+    policy = ContactPolicy(ContactPolicySettings())
+    for state, open_ticket in zip(chunk, ticket, strict=False):
+        state.open_tickets = int(open_ticket)  # every contact blocked for some customers
+    verdicts = [policy.evaluate(s, SPACE, now) for s in chunk]
+    send = np.array([v.send_at for v in verdicts])
+    eligible = np.array([v.eligible for v in verdicts])
+    customers = [customer_features(s, now) for s in chunk]
+    many = action_feature_matrices(chunk, SPACE.actions, now, customers, send, eligible)
+    for i, state in enumerate(chunk):
+        full = action_feature_matrix(state, SPACE.actions, now, customers[i], send[i])
+        one = action_feature_matrix(state, SPACE.actions, now, customers[i], send[i], eligible[i])
+        assert one[eligible[i]].tolist() == full[eligible[i]].tolist()
+        assert not one[~eligible[i]].any()
+        assert many[i].tolist() == one.tolist()
+
+
+def test_the_eligibility_mask_must_match_the_actions():
+    state = CustomerState("c1")
+    customer = customer_features(state, NOW)
+    with pytest.raises(ValueError, match=r"eligible has shape \(30,\), expected \(31,\)"):
+        action_feature_matrix(
+            state, SPACE.actions, NOW, customer, np.full(31, NOW), np.ones(30, dtype=bool)
+        )

@@ -201,9 +201,11 @@ class Seen:
 
     def __init__(self) -> None:
         self.features: dict[str, list[np.ndarray]] = {}
+        self.eligible: dict[str, np.ndarray] = {}
 
     def action_distribution(self, context):
         self.features.setdefault(context.customer_id, []).append(context.action_features.copy())
+        self.eligible[context.customer_id] = context.eligible.copy()
         return context.eligible / context.eligible.sum()
 
     def expected_values(self, context):
@@ -217,6 +219,12 @@ def test_a_chunk_shows_the_policy_the_features_one_decision_would(engine):
     for cid in ids:
         engine.decide(cid, objective_id="premium_upsell", as_of=NOW, log=False)
     list(engine.decide_many(ids, objective_id="premium_upsell", as_of=NOW, log=False))
+    allowed = 0
     for cid in ids:
         one, chunk = seen.features[cid]
-        assert np.array_equal(one, chunk) and one[1:, 0].all()  # contacts' features are there
+        eligible = seen.eligible[cid]
+        assert np.array_equal(one, chunk)
+        assert one[1:][eligible[1:], 0].all()  # the allowed contacts' features are there
+        assert not one[~eligible].any()  # the blocked ones are not worked out
+        allowed += int(eligible[1:].sum())
+    assert allowed > 0
