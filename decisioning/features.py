@@ -225,17 +225,30 @@ def action_feature_matrix(
     no policy scores a blocked action, so their features are not worked out. Most decisions
     allow doing nothing alone, and then every row is zero.
     """
-    channel_of, channels, nothing = _channel_layout(actions)
+    channel_of, channels, nothing, contacts = _channel_layout(actions)
     times = np.asarray(send_times, dtype=np.float64)
     if times.shape != (len(channel_of),):
         raise ValueError(f"send_times has shape {times.shape}, expected ({len(channel_of)},)")
-    if eligible is not None:
-        blocked = _blocked_mask(eligible, times.shape)
-        if blocked[_contacts(channel_of, channels)].all():  # no contact allowed
-            return np.zeros((len(channel_of), len(ACTION_FEATURES)), dtype=np.float64)
-        out = action_feature_matrix(state, actions, now, customer, times)
-        out[blocked] = 0.0
-        return out
+    if eligible is None:
+        return _one_matrix(state, channel_of, channels, nothing, now, customer, times)
+    blocked = _blocked_mask(eligible, times.shape)
+    if blocked[contacts].all():  # no contact allowed
+        return np.zeros((len(channel_of), len(ACTION_FEATURES)), dtype=np.float64)
+    out = _one_matrix(state, channel_of, channels, nothing, now, customer, times)
+    out[blocked] = 0.0
+    return out
+
+
+def _one_matrix(
+    state: CustomerState,
+    channel_of: np.ndarray,
+    channels: tuple[str, ...],
+    nothing: np.ndarray,
+    now: float,
+    customer: dict[str, float],
+    times: np.ndarray,
+) -> np.ndarray:
+    """:func:`action_feature_matrix` of every action, from the action space's layout."""
     tz_name, counts = state.timezone, state.hour_counts
     total = sum(counts)
     position: dict[float, int] = {}
@@ -288,7 +301,7 @@ def action_feature_matrices(
     for everyone in a zone), hour affinities and per-channel figures with numpy over the whole
     chunk.
     """
-    channel_of, channels, nothing = _channel_layout(actions)
+    channel_of, channels, nothing, contacts = _channel_layout(actions)
     n, a = len(states), len(channel_of)
     times = np.asarray(send_times, dtype=np.float64)
     if times.shape != (n, a) or len(customers) != n:
@@ -297,7 +310,7 @@ def action_feature_matrices(
         )
     if eligible is not None:
         blocked = _blocked_mask(eligible, times.shape)
-        some = np.flatnonzero(~blocked[:, _contacts(channel_of, channels)].all(axis=1))
+        some = np.flatnonzero(~blocked[:, contacts].all(axis=1))
         out = np.zeros((n, a, len(ACTION_FEATURES)), dtype=np.float64)
         if len(some):
             out[some] = action_feature_matrices(
@@ -327,11 +340,6 @@ def action_feature_matrices(
         [_channel_figures(c, channels) for c in customers], dtype=np.float64
     ).reshape(n, len(channels) + 1, 4)
     return _assemble(times, now, hour, weekend, affinity, figures[:, channel_of], nothing)
-
-
-def _contacts(channel_of: np.ndarray, channels: tuple[str, ...]) -> np.ndarray:
-    """The positions of the contacts (every action but doing nothing)."""
-    return channel_of != len(channels)
 
 
 def _blocked_mask(eligible: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -376,30 +384,33 @@ _CHANNEL_KEYS = {
     ch: (f"{ch}_open_rate", f"{ch}_click_rate", f"{ch}_contacts_7d", f"{ch}_days_since_open")
     for ch in _CHANNELS
 }
-_LAYOUTS: dict[int, tuple[Sequence[Action], np.ndarray, tuple[str, ...], np.ndarray]] = {}
+_Layout = tuple[np.ndarray, tuple[str, ...], np.ndarray, np.ndarray]
+_LAYOUTS: dict[int, tuple[Sequence[Action], _Layout]] = {}
 
 
-def _channel_layout(actions: Sequence[Action]) -> tuple[np.ndarray, tuple[str, ...], np.ndarray]:
+def _channel_layout(actions: Sequence[Action]) -> _Layout:
     """Each action's channel as an index into the channels used (their count for doing
-    nothing), those channels, and the positions of doing nothing.
+    nothing), those channels, the positions of doing nothing, and a mask of the contacts.
 
     Kept per action sequence (by identity: action spaces are built once and reused).
     """
     hit = _LAYOUTS.get(id(actions))
     if hit is not None and hit[0] is actions:
-        return hit[1], hit[2], hit[3]
+        return hit[1]
     channels = tuple(dict.fromkeys(a.channel.value for a in actions if not a.is_nothing))
     index = {ch: k for k, ch in enumerate(channels)}
     channel_of = np.array(
         [len(channels) if a.is_nothing else index[a.channel.value] for a in actions], dtype=np.intp
     )
-    nothing = np.flatnonzero(channel_of == len(channels))
-    for array in (channel_of, nothing):
+    contacts = channel_of != len(channels)
+    nothing = np.flatnonzero(~contacts)
+    for array in (channel_of, nothing, contacts):
         array.setflags(write=False)
     if len(_LAYOUTS) >= 64:
         _LAYOUTS.clear()
-    _LAYOUTS[id(actions)] = (actions, channel_of, channels, nothing)
-    return channel_of, channels, nothing
+    layout = (channel_of, channels, nothing, contacts)
+    _LAYOUTS[id(actions)] = (actions, layout)
+    return layout
 
 
 def attribute_features(state: CustomerState) -> dict[str, Any]:
