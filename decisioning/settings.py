@@ -41,6 +41,11 @@ class Settings(BaseSettings):
         description="the service keeps customer states and scheduled sends in memory; writes "
         "by other processes are seen after this many seconds (0: read the database each time)",
     )
+    decision_log_process: bool = Field(
+        default=True,
+        description="with a SQLite file, the service inserts its decision log from a helper "
+        "process, leaving the interpreter to the deciding threads (PostgreSQL: no effect)",
+    )
     compile_models: bool = Field(
         default=True,
         description="compile served tree models to native code (same predictions, faster); "

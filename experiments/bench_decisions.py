@@ -140,8 +140,11 @@ def prepare(
     timings["simulate_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    # the store as the service opens it: states and scheduled sends kept in memory, warmed
-    store = open_store(f"sqlite:///{workdir / 'bench.db'}", create=True, hot=True, hot_ttl=3600.0)
+    # the store as the service opens it: states and scheduled sends kept in memory, warmed, the
+    # decision log inserted from a helper process
+    store = open_store(
+        f"sqlite:///{workdir / 'bench.db'}", create=True, hot=True, hot_ttl=3600.0, log_process=True
+    )
     frames = {"customers": history.customers, "contacts": history.contacts,
               "events": history.events}  # fmt: skip
     store.ingest_history(History.from_frames(**frames))

@@ -26,7 +26,11 @@ def build_engine(settings: Settings, *, policies: Any = None) -> DecisionEngine:
     # the deciding process keeps the hot customer view in memory, loaded before serving
     hot = settings.hot_store_seconds > 0
     store = open_store(
-        settings.resolved_database_url, create=True, hot=hot, hot_ttl=settings.hot_store_seconds
+        settings.resolved_database_url,
+        create=True,
+        hot=hot,
+        hot_ttl=settings.hot_store_seconds,
+        log_process=settings.decision_log_process,
     )
     if hot:
         store.warm()

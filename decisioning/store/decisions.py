@@ -241,7 +241,11 @@ class DecisionsMixin(StoreBase):
         """The writer of deferred decision-log rows (``log_decisions(..., defer=True)``)."""
         writer: DecisionLogWriter | None = self.__dict__.get("_log_writer")
         if writer is None:
-            writer = self.__dict__.setdefault("_log_writer", DecisionLogWriter(self._insert_queued))
+            process = self.insert_process
+            new = DecisionLogWriter(
+                self._insert_queued, release=process.close if process is not None else None
+            )
+            writer = self.__dict__.setdefault("_log_writer", new)
         return writer
 
     def flush_decisions(self) -> None:
@@ -259,13 +263,17 @@ class DecisionsMixin(StoreBase):
 
         SQLite: straight through the driver's executemany (``INSERT OR IGNORE``, the times in
         stored form, the document encoded once): the writer thread runs beside the deciding
-        threads, and per-row statement processing would take the interpreter from them.
+        threads, and per-row statement processing would take the interpreter from them. With
+        an insert process (``log_process=True``), the process runs that insert instead.
         PostgreSQL: the ordinary insert.
         """
         if self.dialect != "sqlite":
             self._insert_rows(rows)
             return
         tuples = [r[_DRIVER_ROW] for r in rows]  # queued by log_decisions (_queued)
+        if self.insert_process is not None:
+            self.insert_process.insert(_INSERT_LOGGED, tuples)
+            return
         with self._write() as conn:
             conn.exec_driver_sql(_INSERT_LOGGED, tuples)
 

@@ -27,6 +27,7 @@ from sqlalchemy.pool import StaticPool
 
 from decisioning.errors import InvalidInput
 from decisioning.store.hot import ReadThrough
+from decisioning.store.log_process import InsertProcess
 
 try:  # optional speed-up: the state JSON is decoded and encoded for every ingested event
     import orjson
@@ -39,6 +40,8 @@ _READ_ONLY = "decisioning_read_only"
 _TOUCHED = "decisioning_touched"
 #: rows per statement when a list of keys goes into an IN (...) clause
 KEY_CHUNK = 1000
+#: engine option: seconds a SQLite writer waits for the write lock (``make_engine``)
+BUSY_TIMEOUT = "decisioning_busy_timeout"
 
 
 def _json_default(value: Any) -> Any:
@@ -106,6 +109,16 @@ def normalise_url(url: str) -> sa.URL:
     return parsed
 
 
+def sqlite_file(url: sa.URL) -> str | None:
+    """The path of a SQLite database file; None for an in-memory or a non-SQLite database."""
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    if database.startswith("file::memory:"):
+        return None
+    return str(Path(database).expanduser().resolve())
+
+
 def make_engine(url: str, *, busy_timeout: float = 60.0, echo: bool = False) -> Engine:
     """An engine for ``url`` with the transaction behaviour described in this module.
 
@@ -117,13 +130,16 @@ def make_engine(url: str, *, busy_timeout: float = 60.0, echo: bool = False) -> 
     if parsed.get_backend_name() == "postgresql":
         return sa.create_engine(parsed, pool_pre_ping=True, **options)
     database = parsed.database or ""
-    memory = database in ("", ":memory:") or database.startswith("file::memory:")
+    memory = sqlite_file(parsed) is None
     if memory:
         options["poolclass"] = StaticPool
     else:
         Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(
-        parsed, connect_args={"timeout": busy_timeout, "check_same_thread": False}, **options
+        parsed,
+        connect_args={"timeout": busy_timeout, "check_same_thread": False},
+        execution_options={BUSY_TIMEOUT: busy_timeout},
+        **options,
     )
     millis = int(busy_timeout * 1000)
 
@@ -162,6 +178,8 @@ class StoreBase:
         #: in-process customer states and scheduled sends (``hot=True``), see ``store.hot``
         self.state_cache: ReadThrough[Any] | None = None
         self.pending_cache: ReadThrough[Any] | None = None
+        #: inserts the deferred decision log from a helper process (``log_process=True``)
+        self.insert_process: InsertProcess | None = None
 
     @property
     def url(self) -> str:

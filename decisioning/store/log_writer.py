@@ -48,10 +48,20 @@ class DecisionLogWriter:
         Inserts a batch of rows in one transaction (raises on failure, inserting nothing).
     delay : float
         Seconds the thread waits after the first queued row, to gather a batch.
+    release : callable, optional
+        Called by :meth:`close` after the last flush, to free what ``write`` holds (such as
+        an insert process); the next write must work again all the same.
     """
 
-    def __init__(self, write: Callable[[Sequence[Row]], Any], *, delay: float = 0.02) -> None:
+    def __init__(
+        self,
+        write: Callable[[Sequence[Row]], Any],
+        *,
+        delay: float = 0.02,
+        release: Callable[[], Any] | None = None,
+    ) -> None:
         self._write = write
+        self._release = release
         self.delay = delay
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -128,3 +138,5 @@ class DecisionLogWriter:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=10)
         self.flush()
+        if self._release is not None:
+            self._release()

@@ -14,8 +14,9 @@ from decisioning.fatigue import FatigueSettings
 from decisioning.store.budgets import BudgetsMixin
 from decisioning.store.bulk import BulkMixin
 from decisioning.store.decisions import DecisionsMixin
-from decisioning.store.engine import make_engine
+from decisioning.store.engine import BUSY_TIMEOUT, make_engine, sqlite_file
 from decisioning.store.hot import ReadThrough, monotonic
+from decisioning.store.log_process import InsertProcess
 from decisioning.store.objectives import ObjectivesMixin
 from decisioning.store.schema import metadata
 
@@ -27,7 +28,10 @@ class Store(BulkMixin, ObjectivesMixin, DecisionsMixin, BudgetsMixin):
     """Everything the service keeps, behind one API for SQLite and PostgreSQL.
 
     Safe to share between threads; each process opens its own (``open_store`` with the same
-    URL). ``fatigue`` sets how contacts weigh on the states it builds.
+    URL). ``fatigue`` sets how contacts weigh on the states it builds. ``log_process=True``
+    inserts the deferred decision log from a helper process when the database is a SQLite
+    file, so that the inserts do not take the interpreter from the deciding threads (see
+    ``decisioning.store.log_process``); other databases insert from the writer thread.
     """
 
     def __init__(
@@ -38,9 +42,14 @@ class Store(BulkMixin, ObjectivesMixin, DecisionsMixin, BudgetsMixin):
         hot: bool = False,
         hot_ttl: float = 60.0,
         hot_entries: int = 1_000_000,
+        log_process: bool = False,
     ) -> None:
         super().__init__(engine)
         self.fatigue = fatigue
+        database = sqlite_file(engine.url)
+        if log_process and database is not None:
+            timeout = engine.get_execution_options().get(BUSY_TIMEOUT, 60.0)
+            self.insert_process = InsertProcess(database, busy_timeout=timeout)
         if hot:
             self.state_cache = ReadThrough(ttl=hot_ttl, max_entries=hot_entries, clock=monotonic)
             self.pending_cache = ReadThrough(ttl=hot_ttl, max_entries=hot_entries, clock=monotonic)
@@ -99,7 +108,7 @@ class Store(BulkMixin, ObjectivesMixin, DecisionsMixin, BudgetsMixin):
                 cache.stop_refreshing()
         writer = self.__dict__.get("_log_writer")
         if writer is not None:
-            writer.close()
+            writer.close()  # and the insert process with it
         self.engine.dispose()
 
     def __enter__(self) -> Store:
@@ -120,6 +129,7 @@ def open_store(
     echo: bool = False,
     hot: bool = False,
     hot_ttl: float = 60.0,
+    log_process: bool = False,
 ) -> Store:
     """Open the store at ``url``: ``sqlite:///path.db`` or ``postgresql+psycopg://...``.
 
@@ -127,12 +137,19 @@ def open_store(
     in the data directory). ``create=True`` also creates missing tables. ``hot=True`` keeps
     customer states and scheduled sends in memory (for the process that decides; writes by
     other processes are seen after ``hot_ttl`` seconds, see ``decisioning.store.hot``).
+    ``log_process=True`` inserts the deferred decision log from a helper process (SQLite files).
     """
     if url is None:
         from decisioning.settings import Settings
 
         url = Settings().resolved_database_url
-    store = Store(make_engine(url, echo=echo), fatigue=fatigue, hot=hot, hot_ttl=hot_ttl)
+    store = Store(
+        make_engine(url, echo=echo),
+        fatigue=fatigue,
+        hot=hot,
+        hot_ttl=hot_ttl,
+        log_process=log_process,
+    )
     if create:
         store.create_all()
     return store

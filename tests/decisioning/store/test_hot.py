@@ -79,8 +79,9 @@ def test_pending_sends_of_a_warmed_customer_follow_new_decisions(
     assert hot.pending_sends("c1", after=at(3)) == [at(4).timestamp()]
 
 
-def test_the_write_behind_log_loses_nothing(store_url: str) -> None:
-    with open_store(store_url, hot=True) as hot:
+@pytest.mark.parametrize("log_process", [False, True], ids=["thread", "insert-process"])
+def test_the_write_behind_log_loses_nothing(store_url: str, log_process: bool) -> None:
+    with open_store(store_url, hot=True, log_process=log_process) as hot:
 
         def log(thread: int) -> None:
             for i in range(200):
