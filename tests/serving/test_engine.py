@@ -194,6 +194,27 @@ def test_decision_ids_are_unique_and_a_forked_child_draws_its_own():
     assert len(child) == 128 and child != mine
 
 
+def test_decision_ids_are_uuid7_and_sort_by_the_time_they_were_made() -> None:
+    import uuid
+
+    from serving.engine_parts import _RandomIds
+
+    now = [1_764_000_000_000_000_000]  # ns
+    ids = _RandomIds(clock=lambda: now[0])
+    first = ids.take(300)
+    now[0] += 1_000_000  # a millisecond later
+    later = ids.take(2)
+    for i in first + later:
+        parsed = uuid.UUID(hex=i)
+        assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
+        assert int(i[:12], 16) in (1_764_000_000_000, 1_764_000_000_001)
+    assert len(set(first + later)) == 302
+    assert max(first) < min(later)
+    # the 74 bits after the time are random: each of their hex digits takes every value
+    assert all(len({i[k] for i in first}) == 16 for k in (13, 14, 15, *range(17, 32)))
+    assert {i[16] for i in first} == set("89ab")
+
+
 class Seen:
     """A uniform policy that keeps the action features of every context it is shown."""
 
