@@ -7,16 +7,22 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from operator import attrgetter
 from typing import Any
 
 import sqlalchemy as sa
 
 from decisioning.actions import Action
-from decisioning.decision import ActionValue, BlockedAction, Decision
+from decisioning.decision import Decision
 from decisioning.errors import Conflict, InvalidInput, NotFound
 from decisioning.store.engine import StoreBase, chunks, dumps
 from decisioning.store.ingest import stored_time
+from decisioning.store.log_document import (
+    alternatives_of,
+    blocked_of,
+    eligible_of,
+    finite,
+    log_document,
+)
 from decisioning.store.log_writer import DecisionLogWriter
 from decisioning.store.schema import DECISION_STATUSES, contacts, decisions
 
@@ -84,27 +90,10 @@ def default_status(decision: Decision) -> str:
     return "scheduled" if decision.is_contact and not decision.holdout else "suppressed"
 
 
-def _finite(value: float | None) -> float | None:
-    return None if value is None or math.isnan(value) else float(value)
-
-
-#: a blocked action as the log document lists it: ``[action, rule, reason]``
-_BLOCKED_FIELDS = attrgetter("action", "rule", "reason")
-
-
 def _row(decision: Decision, status: str, now: datetime) -> dict[str, Any]:
     if status not in TRANSITIONS:
         raise InvalidInput(f"decision {decision.decision_id!r}: unknown status {status!r}")
     action = decision.action
-    doc = {
-        "actions": decision.actions,  # a tuple (the objective's own): a JSON array
-        "distribution": list(map(float, decision.distribution)),
-        "eligible": list(map(bool, decision.eligible)),
-        "alternatives": [[a.action, _finite(a.expected_value)] for a in decision.alternatives],
-        "blocked": list(map(_BLOCKED_FIELDS, decision.blocked)),  # tuples: JSON arrays
-        "explanation": decision.explanation,
-        "context": dict(decision.context),
-    }
     return {
         "decision_id": decision.decision_id,
         "customer_id": decision.customer_id,
@@ -116,11 +105,11 @@ def _row(decision: Decision, status: str, now: datetime) -> dict[str, Any]:
         "channel": action.channel.value,
         "slot": None if action.is_nothing else action.slot.value,
         "propensity": float(decision.propensity),
-        "expected_value": _finite(decision.expected_value),
+        "expected_value": finite(decision.expected_value),
         "model_version": decision.model_version,
         "holdout": bool(decision.holdout),
         "fallback": bool(decision.fallback),
-        "doc": doc,
+        "doc": log_document(decision),
         "status": status,
         "status_at": now,
     }
@@ -194,6 +183,7 @@ _DOC_POSITION = _LOGGED_FIELDS.index("doc")
 
 def _logged(row: Any) -> LoggedDecision:
     doc = row.doc
+    actions = tuple(doc["actions"])
     decision = Decision(
         decision_id=row.decision_id,
         customer_id=row.customer_id,
@@ -204,12 +194,12 @@ def _logged(row: Any) -> LoggedDecision:
         send_at=row.send_at,
         propensity=row.propensity,
         model_version=row.model_version,
-        actions=tuple(doc["actions"]),
+        actions=actions,
         distribution=tuple(doc["distribution"]),
-        eligible=tuple(doc["eligible"]),
+        eligible=eligible_of(doc),
         expected_value=row.expected_value,
-        alternatives=tuple(ActionValue(a, v) for a, v in doc["alternatives"]),
-        blocked=tuple(BlockedAction(a, r, why) for a, r, why in doc["blocked"]),
+        alternatives=alternatives_of(doc),
+        blocked=blocked_of(doc, actions),
         holdout=row.holdout,
         fallback=row.fallback,
         explanation=doc["explanation"],

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from decisioning.actions import DO_NOTHING, Action, Slot
 from decisioning.channels import Channel
@@ -55,6 +57,60 @@ def test_round_trip_keeps_every_field(store: Store) -> None:
     assert logged.decision == original
     assert logged.status == "scheduled" and logged.reward is None
     assert logged.decision.send_at.tzinfo is not None
+
+
+def _stored_doc(store: Store, decision_id: str) -> dict:
+    from decisioning.store.engine import loads
+    from decisioning.store.schema import decisions
+
+    with store.engine.connect() as conn:
+        stmt = sa.select(decisions.c.doc).where(decisions.c.decision_id == decision_id)
+        doc = conn.execute(stmt).scalar_one()
+    return loads(doc) if isinstance(doc, str) else doc
+
+
+def test_the_log_document_keeps_each_reason_once(store: Store) -> None:
+    keys = [f"{ch}@{slot}" for ch in ("email", "sms") for slot in ("now", "today_noon")]
+    blocked = [BlockedAction(k, "consent", f"{k[: k.index('@')]}: no consent") for k in keys] + [
+        BlockedAction("paid_social@now", "waterfall", "paid_social: owned channels first")
+    ]
+    original = replace(
+        decision("d1", action=DO_NOTHING),
+        actions=("none", *keys, "paid_social@now"),
+        distribution=(1.0, 0, 0, 0, 0, 0),
+        eligible=(True, False, False, False, False, False),
+        blocked=tuple(reversed(blocked)),  # any order: kept as it was
+        alternatives=(),
+    )
+    store.log_decision(original)
+    doc = _stored_doc(store, "d1")
+    assert doc["reasons"] == [
+        ["waterfall", "paid_social: owned channels first"],
+        ["consent", "sms: no consent"],
+        ["consent", "email: no consent"],
+    ]
+    assert doc["blocked"] == [[5, 0], [4, 1], [3, 1], [2, 2], [1, 2]]
+    assert doc["eligible"] == "100000"
+    assert store.get_decision("d1").decision == original
+
+
+def test_a_row_logged_in_the_earlier_document_form_reads_back(store: Store) -> None:
+    from decisioning.store.decisions import _row
+    from decisioning.store.log_document import finite
+
+    original = decision("d1", action=Action(Channel.SMS, Slot.TODAY_EVENING), send_hours=10)
+    row = _row(original, "scheduled", at(0))
+    row["doc"] = {
+        "actions": list(original.actions),
+        "distribution": list(original.distribution),
+        "eligible": list(original.eligible),
+        "alternatives": [[a.action, finite(a.expected_value)] for a in original.alternatives],
+        "blocked": [[b.action, b.rule, b.reason] for b in original.blocked],
+        "explanation": original.explanation,
+        "context": dict(original.context),
+    }
+    store._insert_rows([row])
+    assert store.get_decision("d1").decision == original
 
 
 def test_logging_twice_is_harmless(store: Store) -> None:

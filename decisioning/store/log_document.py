@@ -1,0 +1,79 @@
+"""The document a decision-log row keeps beside its columns, and how it reads back.
+
+What a row's columns do not hold: the action space, the distribution the action was drawn
+from, which actions were eligible, the best alternatives, the blocked actions and why, the
+explanation and the request context. Most decisions do nothing because the contact policy
+blocks every contact, so the blocked actions are most of the document. They are kept compact:
+
+* ``"reasons"`` lists each distinct ``[rule, reason]`` once (a channel's slots share theirs);
+* ``"blocked"`` lists ``[action, reason]`` pairs in the decision's order: the action's index in
+  ``"actions"`` (its key if it is not there) and the index in ``"reasons"``;
+* ``"eligible"`` is a string of ``0`` and ``1``, one per action.
+
+This halves a typical document (4.5 KB to about 2 KB with 31 actions). Documents written
+before, with ``[action, rule, reason]`` triples and a list of booleans, read back alike.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+from decisioning.decision import ActionValue, BlockedAction, Decision
+
+
+def finite(value: float | None) -> float | None:
+    """The value as a float, None for a missing or NaN one (JSON and PostgreSQL refuse NaN)."""
+    return None if value is None or math.isnan(value) else float(value)
+
+
+@lru_cache(maxsize=256)
+def _positions(actions: tuple[str, ...]) -> dict[str, int]:
+    return {key: i for i, key in enumerate(actions)}
+
+
+def log_document(decision: Decision) -> dict[str, Any]:
+    """The document of a decision's log row (JSON-ready)."""
+    actions = tuple(decision.actions)
+    position = _positions(actions)
+    reasons: dict[tuple[str, str], int] = {}  # each pair's index: the count when first met
+    blocked = [
+        [position.get(b.action, b.action), reasons.setdefault((b.rule, b.reason), len(reasons))]
+        for b in decision.blocked
+    ]
+    return {
+        "actions": actions,  # the objective's own tuple: a JSON array
+        "distribution": list(map(float, decision.distribution)),
+        "eligible": "".join(["1" if e else "0" for e in decision.eligible]),
+        "alternatives": [[a.action, finite(a.expected_value)] for a in decision.alternatives],
+        "reasons": list(reasons),  # (rule, reason) tuples: JSON arrays
+        "blocked": blocked,
+        "explanation": decision.explanation,
+        "context": dict(decision.context),
+    }
+
+
+def eligible_of(doc: dict[str, Any]) -> tuple[bool, ...]:
+    """Which actions were eligible, from either form of the document."""
+    eligible = doc["eligible"]
+    if isinstance(eligible, str):
+        return tuple(c == "1" for c in eligible)
+    return tuple(eligible)
+
+
+def blocked_of(doc: dict[str, Any], actions: Sequence[str]) -> tuple[BlockedAction, ...]:
+    """The blocked actions with their rule and reason, from either form of the document."""
+    reasons = doc.get("reasons")
+    if reasons is None:  # written before the compact form: [action, rule, reason] triples
+        return tuple(BlockedAction(a, rule, why) for a, rule, why in doc["blocked"])
+    return tuple(
+        BlockedAction(actions[a] if isinstance(a, int) else a, *reasons[k])
+        for a, k in doc["blocked"]
+    )
+
+
+def alternatives_of(doc: dict[str, Any]) -> tuple[ActionValue, ...]:
+    """The best alternatives with their expected net value."""
+    return tuple(ActionValue(a, v) for a, v in doc["alternatives"])
