@@ -112,9 +112,8 @@ def normalise_url(url: str) -> sa.URL:
 def sqlite_file(url: sa.URL) -> str | None:
     """The path of a SQLite database file; None for an in-memory or a non-SQLite database."""
     database = url.database or ""
-    if url.get_backend_name() != "sqlite" or database in ("", ":memory:"):
-        return None
-    if database.startswith("file::memory:"):
+    memory = database in ("", ":memory:") or database.startswith("file::memory:")
+    if url.get_backend_name() != "sqlite" or memory:
         return None
     return str(Path(database).expanduser().resolve())
 
@@ -129,12 +128,12 @@ def make_engine(url: str, *, busy_timeout: float = 60.0, echo: bool = False) -> 
     options: dict[str, Any] = {"echo": echo, "json_serializer": dumps, "json_deserializer": loads}
     if parsed.get_backend_name() == "postgresql":
         return sa.create_engine(parsed, pool_pre_ping=True, **options)
-    database = parsed.database or ""
-    memory = sqlite_file(parsed) is None
-    if memory:
+    path = sqlite_file(parsed)
+    memory = path is None
+    if path is None:
         options["poolclass"] = StaticPool
     else:
-        Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(
         parsed,
         connect_args={"timeout": busy_timeout, "check_same_thread": False},
