@@ -27,7 +27,7 @@ from sqlalchemy.pool import StaticPool
 
 from decisioning.errors import InvalidInput
 from decisioning.store.hot import ReadThrough
-from decisioning.store.log_process import InsertProcess
+from decisioning.store.log_process import InsertProcess, sqlite_pragmas
 
 try:  # optional speed-up: the state JSON is decoded and encoded for every ingested event
     import orjson
@@ -129,7 +129,6 @@ def make_engine(url: str, *, busy_timeout: float = 60.0, echo: bool = False) -> 
     if parsed.get_backend_name() == "postgresql":
         return sa.create_engine(parsed, pool_pre_ping=True, **options)
     path = sqlite_file(parsed)
-    memory = path is None
     if path is None:
         options["poolclass"] = StaticPool
     else:
@@ -140,18 +139,15 @@ def make_engine(url: str, *, busy_timeout: float = 60.0, echo: bool = False) -> 
         execution_options={BUSY_TIMEOUT: busy_timeout},
         **options,
     )
-    millis = int(busy_timeout * 1000)
+    pragmas = sqlite_pragmas(busy_timeout, file=path is not None)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # take transaction control away from the sqlite3 module: we emit BEGIN ourselves
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout={millis}")
-        if not memory:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            # durable at every checkpoint; in WAL mode a crash loses at most the last commits
-            cursor.execute("PRAGMA synchronous=NORMAL")
+        for pragma in pragmas:
+            cursor.execute(pragma)
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -41,6 +41,18 @@ class InsertFailed(sqlite3.DatabaseError):
     """The helper process could not insert a batch (nothing of the batch was inserted)."""
 
 
+def sqlite_pragmas(busy_timeout: float, *, file: bool = True) -> list[str]:
+    """The PRAGMAs every connection of the store runs, the helper's included.
+
+    WAL for a file: readers never wait for writers. ``synchronous=NORMAL``: durable at every
+    checkpoint; in WAL mode a crash loses at most the last commits.
+    """
+    pragmas = [f"PRAGMA busy_timeout={int(busy_timeout * 1000)}"]
+    if file:
+        pragmas += ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL"]
+    return pragmas
+
+
 def _send(stream: IO[bytes], body: bytes) -> None:
     stream.write(_LENGTH.pack(len(body)) + body)
     stream.flush()
@@ -170,9 +182,8 @@ class InsertProcess:
 def serve(database: str, busy_timeout: float) -> None:
     """The helper's loop: insert each batch read from stdin, answer on stdout."""
     db = sqlite3.connect(database, timeout=busy_timeout, isolation_level=None)
-    db.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")  # as the store's own connections
+    for pragma in sqlite_pragmas(busy_timeout):
+        db.execute(pragma)
     source, answers = sys.stdin.buffer, sys.stdout.buffer
     while (body := _receive(source)) is not None:
         statement, rows = pickle.loads(body)  # noqa: S301 - sent by the process that started us
