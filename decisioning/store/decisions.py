@@ -90,29 +90,35 @@ def default_status(decision: Decision) -> str:
     return "scheduled" if decision.is_contact and not decision.holdout else "suppressed"
 
 
-def _row(decision: Decision, status: str, now: datetime) -> dict[str, Any]:
+def _values(decision: Decision, status: str, now: datetime) -> tuple[Any, ...]:
+    """What a new log row holds, in the order of ``_LOGGED_FIELDS``."""
     if status not in TRANSITIONS:
         raise InvalidInput(f"decision {decision.decision_id!r}: unknown status {status!r}")
     action = decision.action
-    return {
-        "decision_id": decision.decision_id,
-        "customer_id": decision.customer_id,
-        "objective_id": decision.objective_id,
-        "objective_version": decision.objective_version,
-        "decided_at": decision.decided_at,
-        "send_at": decision.send_at,
-        "action": action.key,
-        "channel": action.channel.value,
-        "slot": None if action.is_nothing else action.slot.value,
-        "propensity": float(decision.propensity),
-        "expected_value": finite(decision.expected_value),
-        "model_version": decision.model_version,
-        "holdout": bool(decision.holdout),
-        "fallback": bool(decision.fallback),
-        "doc": log_document(decision),
-        "status": status,
-        "status_at": now,
-    }
+    return (
+        decision.decision_id,
+        decision.customer_id,
+        decision.objective_id,
+        decision.objective_version,
+        decision.decided_at,
+        decision.send_at,
+        action.key,
+        action.channel.value,
+        None if action.is_nothing else action.slot.value,
+        float(decision.propensity),
+        finite(decision.expected_value),
+        decision.model_version,
+        bool(decision.holdout),
+        bool(decision.fallback),
+        log_document(decision),
+        status,
+        now,
+    )
+
+
+def _row(decision: Decision, status: str, now: datetime) -> dict[str, Any]:
+    """A new log row by column name (the insert through SQLAlchemy)."""
+    return dict(zip(_LOGGED_FIELDS, _values(decision, status, now), strict=True))
 
 
 #: the columns a new log row fills (:func:`_row`), and their insert through the SQLite driver
@@ -137,41 +143,45 @@ _SCHEDULED = sa.select(decisions.c.customer_id, decisions.c.decision_id, decisio
 )
 
 
-def _driver_row(row: dict[str, Any], times: dict[datetime, str]) -> tuple[Any, ...]:
-    """The values of a log row as the SQLite driver stores them (times as text, JSON encoded).
+def _driver_row(values: tuple[Any, ...], times: dict[datetime, str]) -> tuple[Any, ...]:
+    """A log row's ``_values`` as the SQLite driver stores them (times as text, JSON encoded).
 
     ``times`` keeps the text of each time met: a chunk's decisions share their decision and
     status times.
     """
-    values = [row[k] for k in _LOGGED_FIELDS]
+    out = list(values)
     for i in _TIME_POSITIONS:
-        moment = values[i]
+        moment = out[i]
         if moment is not None:
             text = times.get(moment)
             if text is None:
                 text = times[moment] = stored_time(moment)
-            values[i] = text
-    values[_DOC_POSITION] = dumps(values[_DOC_POSITION])
-    return tuple(values)
+            out[i] = text
+    out[_DOC_POSITION] = dumps(out[_DOC_POSITION])
+    return tuple(out)
 
 
-def _queued(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """What the SQLite log queue keeps of rows: driver tuples and what pending sends read.
+def _queued(batch: Iterable[Decision], status: str | None, now: datetime) -> list[dict[str, Any]]:
+    """What the SQLite log queue keeps of new rows: driver tuples and what pending sends read.
 
-    The documents' lists and dicts die at once instead of waiting in the queue, where the
-    garbage collector would traverse them again and again.
+    Built straight from the decisions, without a row by column name: the documents' lists
+    and dicts die at once instead of waiting in the queue, where the garbage collector would
+    traverse them again and again.
     """
     times: dict[datetime, str] = {}
-    return [
-        {
-            "customer_id": row["customer_id"],
-            "decision_id": row["decision_id"],
-            "status": row["status"],
-            "send_at": row["send_at"],
-            _DRIVER_ROW: _driver_row(row, times),
-        }
-        for row in rows
-    ]
+    out = []
+    for decision in batch:
+        state = status or default_status(decision)
+        out.append(
+            {
+                "customer_id": decision.customer_id,
+                "decision_id": decision.decision_id,
+                "status": state,
+                "send_at": decision.send_at,
+                _DRIVER_ROW: _driver_row(_values(decision, state, now), times),
+            }
+        )
+    return out
 
 
 #: where :func:`_driver_row` finds the times and the document among ``_LOGGED_FIELDS``
@@ -288,17 +298,19 @@ class DecisionsMixin(StoreBase):
         deferred decision is never missed nor lost. Its scheduled send counts at once.
         """
         now = datetime.now(UTC)
-        rows = [_row(d, status or default_status(d), now) for d in batch]
+        rows: list[dict[str, Any]]
+        if defer and self.dialect == "sqlite":
+            # encoded here: the writer thread (or the insert process) then barely runs Python
+            rows = _queued(batch, status, now)
+        else:
+            rows = [_row(d, status or default_status(d), now) for d in batch]
         if not rows:
             return 0
         if not defer:
             self.flush_decisions()  # keep the log in decision order
             inserted = self._insert_rows(rows)
         else:
-            if self.dialect == "sqlite":  # encoded here: the writer thread then barely runs Python
-                self.log_writer.submit(_queued(rows))
-            else:
-                self.log_writer.submit(rows)
+            self.log_writer.submit(rows)
             inserted = len(rows)
         cache = self.pending_cache
         if cache is not None:
