@@ -171,14 +171,14 @@ def _queued(batch: Iterable[Decision], status: str | None, now: datetime) -> lis
     times: dict[datetime, str] = {}
     out = []
     for decision in batch:
-        state = status or default_status(decision)
+        row_status = status or default_status(decision)
         out.append(
             {
                 "customer_id": decision.customer_id,
                 "decision_id": decision.decision_id,
-                "status": state,
+                "status": row_status,
                 "send_at": decision.send_at,
-                _DRIVER_ROW: _driver_row(_values(decision, state, now), times),
+                _DRIVER_ROW: _driver_row(_values(decision, row_status, now), times),
             }
         )
     return out
