@@ -79,12 +79,14 @@ def peak(times: list[float], at: float, window: float) -> int:
     return best
 
 
+_HOURS = tuple(f"{v} hour{'' if v == 1 else 's'}" for v in range(49))
+
+
 def span(seconds: float) -> str:
     """A duration in words: hours up to two days, then days."""
     hours = max(0.0, seconds) / HOUR
     if hours < 48:
-        value = round(hours)
-        return f"{value} hour{'' if value == 1 else 's'}"
+        return _HOURS[round(hours)]
     days = round(hours / 24)
     return f"{days} day{'' if days == 1 else 's'}"
 

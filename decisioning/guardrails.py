@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -31,13 +32,13 @@ from decisioning.customer_view import CustomerState
 from decisioning.decision import BlockedAction, Decision
 from decisioning.errors import InvalidInput
 from decisioning.fatigue import DAY
+from decisioning.guardrail_reasons import Reasons
 from decisioning.guardrail_rules import (
     Facts,
     Pending,
     Verdict,
     budget,
     peak,
-    plural,
     span,
     waterfall,
 )
@@ -45,6 +46,8 @@ from decisioning.quiet_hours import QuietHours
 
 _CONSENT = frozenset(c.value for c in CONSENT_CHANNELS)
 _PAID = frozenset(c.value for c in PAID_CHANNELS)
+#: a verdict not worked out yet (``None`` means allowed)
+_UNSEEN: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +127,7 @@ class ContactPolicy:
             for ch, table in s.channel_caps.items()
         }
         self._quiet = QuietHours(s)
+        self._reasons = Reasons()
         self._layouts: dict[int, tuple[ActionSpace, _Layout]] = {}
         # the same verdicts recur across customers (no consent, an open ticket, ...): their
         # BlockedAction records are made once and shared (they are immutable)
@@ -151,49 +155,47 @@ class ContactPolicy:
         """
         layout = self._layout(actions)
         n = len(actions)
-        if costs is None:
-            cost_list = layout.costs
-        else:
+        cost_list = layout.costs
+        if costs is not None:
             if np.shape(costs) != (n,):
                 raise InvalidInput(f"costs has shape {np.shape(costs)}, expected ({n},)")
-            cost_list = np.asarray(costs, dtype=float).tolist()
+            if remaining_budget is not None:  # costs are read by the budget rule only
+                cost_list = np.asarray(costs, dtype=float).tolist()
         facts = Facts(state, now, pending, promoted_category)
         schedule = self._quiet.schedule(state.timezone, now)
         everyone = self._customer_rule(facts)
-        by_channel = {ch: self._channel_rule(facts, ch) for ch in layout.channels}
         by_time: dict[float, Verdict] = {}
         by_pair: dict[tuple[str, float], Verdict] = {}
-        eligible = [True] * n
-        times = [now] * n
+        shut: list[int] = []
         blocked: list[BlockedAction] = []
         for ch, contacts in layout.by_channel:
-            verdict = everyone or by_channel[ch]
+            verdict = everyone or self._channel_rule(facts, ch)
             if verdict is not None:
                 # a verdict on the whole channel blocks its actions alike, in one go
-                for i, slot, _ in contacts:
-                    times[i] = schedule[slot][0]
-                    eligible[i] = False
+                shut.extend(layout.indices[ch])
                 blocked.extend(self._blocked_channel(layout, ch, contacts, verdict))
                 continue
             for i, slot, key in contacts:
                 at, quiet = schedule[slot]
-                times[i] = at
-                verdict = None if quiet is None else ("quiet_hours", quiet)
-                if verdict is None:
-                    if at not in by_time:
-                        by_time[at] = self._time_rule(facts, at)
-                    verdict = by_time[at]
-                if verdict is None:
-                    pair = (ch, at)
-                    if pair not in by_pair:
-                        by_pair[pair] = self._channel_time_rule(facts, ch, at)
-                    verdict = by_pair[pair]
-                if verdict is None and remaining_budget is not None:
-                    verdict = budget(cost_list[i], remaining_budget)
+                if quiet is not None:
+                    verdict = ("quiet_hours", quiet)
+                else:
+                    verdict = by_time.get(at, _UNSEEN)
+                    if verdict is _UNSEEN:
+                        verdict = by_time[at] = self._time_rule(facts, at)
+                    if verdict is None:
+                        pair = (ch, at)
+                        verdict = by_pair.get(pair, _UNSEEN)
+                        if verdict is _UNSEEN:
+                            verdict = by_pair[pair] = self._channel_time_rule(facts, ch, at)
+                    if verdict is None and remaining_budget is not None:
+                        verdict = budget(cost_list[i], remaining_budget)
                 if verdict is not None:
-                    eligible[i] = False
+                    shut.append(i)
                     blocked.append(self._blocked_action(key, ch, verdict))
-        return Eligibility(np.array(eligible), np.array(times), tuple(blocked))
+        eligible = np.ones(n, dtype=bool)
+        eligible[shut] = False
+        return Eligibility(eligible, layout.send_times(schedule, now), tuple(blocked))
 
     def _blocked_channel(
         self,
@@ -280,12 +282,12 @@ class ContactPolicy:
 
     def _customer_rule(self, f: Facts) -> Verdict:
         if f.state.open_tickets > 0:
-            return "support_ticket", "support ticket open: no marketing until it is closed"
+            return self._reasons("support_ticket")
         return None
 
     def _channel_rule(self, f: Facts, ch: str) -> Verdict:
         if ch in _CONSENT and not f.state.consents.get(ch, False):
-            return "consent", f"no consent for {ch} messages (never given, or unsubscribed)"
+            return self._reasons("consent", ch)
         return None
 
     def _time_rule(self, f: Facts, at: float) -> Verdict:
@@ -305,10 +307,7 @@ class ContactPolicy:
     def _purchase_cooldown(self, f: Facts, at: float) -> Verdict:
         last, hours = f.state.last_purchase, self.settings.purchase_cooldown_hours
         if last is not None and last <= at < last + hours * HOUR:
-            return "purchase_cooldown", (
-                f"purchase cooldown (a purchase {span(at - last)} before the send time; "
-                f"no marketing for {hours:g} hours after a purchase)"
-            )
+            return self._reasons("purchase_cooldown", span(at - last), hours)
         return None
 
     def _category_cooldown(self, f: Facts, at: float) -> Verdict:
@@ -318,33 +317,25 @@ class ContactPolicy:
         since = at - days * DAY
         for when, category in f.state.recent_purchases:
             if category == f.category and since < when <= at:
-                return "category_cooldown", (
-                    f"category cooldown ({f.category!r} was bought {span(at - when)} before the "
-                    f"send time; no promoting a category bought within {days:g} days)"
-                )
+                return self._reasons("category_cooldown", f.category, span(at - when), days)
         return None
 
     def _complaint(self, f: Facts, ch: str, at: float) -> Verdict:
         last, days = f.state.last_complaint, self.settings.complaint_days
         if ch in _PAID and last is not None and at - last < days * DAY:
-            return "complaint", (
-                f"the customer complained {span(at - last)} before the send time; no paid media "
-                f"for {days:g} days after a complaint"
-            )
+            return self._reasons("complaint", span(at - last), days)
         return None
 
     def _channel_cap(self, f: Facts, ch: str, at: float) -> Verdict:
         times = f.times[ch]
         for window, words, cap in self._channel_caps.get(ch, ()):
             if cap == 0:
-                return "channel_cap", f"{ch} is switched off by the contact policy (cap 0)"
+                return self._reasons("channel_off", ch)
             if len(times) < cap:  # fewer contacts in all than the cap: no window can reach it
                 continue
             count = peak(times, at, window)
             if count >= cap:
-                return "channel_cap", (
-                    f"frequency cap reached ({plural(count, ch + ' message')} in the last {words})"
-                )
+                return self._reasons("channel_cap", ch, count, words)
         return None
 
     def _contact_cap(self, f: Facts, at: float) -> Verdict:
@@ -353,10 +344,7 @@ class ContactPolicy:
                 continue
             count = peak(f.everything, at, window)
             if count >= cap:
-                return "contact_cap", (
-                    f"contact cap reached ({plural(count, 'message')} on any channel in the last "
-                    f"{words})"
-                )
+                return self._reasons("contact_cap", count, words)
         return None
 
     # -- the action space, unpacked once ------------------------------------------------------
@@ -378,10 +366,16 @@ class _Layout:
 
     #: each channel with the (index, slot, key) of its actions, in action order
     by_channel: tuple[tuple[str, tuple[tuple[int, Slot, str], ...]], ...]
-    channels: tuple[str, ...]
+    #: the indices of each channel's actions
+    indices: dict[str, tuple[int, ...]]
     costs: list[float]
+    size: int
     #: the records of each channel blocked as a whole, by verdict (few: one per channel rule)
     blocked_channels: dict[tuple[str, Verdict], tuple[BlockedAction, ...]] = field(
+        default_factory=dict
+    )
+    #: the send time of each action, by schedule (a schedule is kept per zone and moment)
+    times: dict[int, tuple[dict[Slot, tuple[float, str | None]], np.ndarray]] = field(
         default_factory=dict
     )
 
@@ -397,6 +391,22 @@ class _Layout:
             raise InvalidInput("an action space must list each channel's actions together")
         return cls(
             by_channel=by_channel,
-            channels=tuple(c.value for c in actions.channels),
+            indices={ch: tuple(i for i, _, _ in contacts) for ch, contacts in by_channel},
             costs=[DEFAULT_COSTS[a.channel] for a in actions],
+            size=len(actions),
         )
+
+    def send_times(self, schedule: dict[Slot, tuple[float, str | None]], now: float) -> np.ndarray:
+        """When each action would go out under ``schedule`` (made at ``now``); read-only."""
+        hit = self.times.get(id(schedule))
+        if hit is not None and hit[0] is schedule:
+            return hit[1]
+        times = np.full(self.size, now)
+        for _, contacts in self.by_channel:
+            for i, slot, _ in contacts:
+                times[i] = schedule[slot][0]
+        times.flags.writeable = False
+        if len(self.times) >= 1024:
+            self.times.clear()
+        self.times[id(schedule)] = (schedule, times)  # holding it keeps its id unique
+        return times
