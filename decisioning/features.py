@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -87,12 +88,19 @@ def _rate(hits: int, trials: int, prior: float = 0.1, strength: float = 2.0) -> 
     return (hits + prior * strength) / (trials + strength)
 
 
+@lru_cache(maxsize=4096)
+def _hour_and_weekday(timezone: str, now: float) -> tuple[float, float]:
+    """The local hour and weekday at ``now`` in ``timezone`` (shared by a batch's customers)."""
+    local = datetime.fromtimestamp(now, zone(timezone))
+    return float(local.hour), float(local.weekday())
+
+
 def customer_features(state: CustomerState, now: float) -> dict[str, float]:
     """The behavioural features of ``state`` as seen at epoch time ``now``."""
     day_ago, week_ago, month_ago = now - DAY, now - 7 * DAY, now - 30 * DAY
-    local = datetime.fromtimestamp(now, zone(state.timezone))
-    total_activity = sum(state.hour_counts)
-    preferred = float(max(range(24), key=state.hour_counts.__getitem__)) if total_activity else -1.0
+    local_hour, weekday = _hour_and_weekday(state.timezone, now)
+    counts = state.hour_counts
+    preferred = float(counts.index(max(counts))) if sum(counts) else -1.0  # the first busiest
     f: dict[str, float] = {
         "known": 1.0 if state.known else 0.0,
         "tenure_days": _days(now, state.signup_at) if state.signup_at is not None else 0.0,
@@ -114,8 +122,8 @@ def customer_features(state: CustomerState, now: float) -> dict[str, float]:
         "days_since_owned_contact": _days(now, state.last_owned_contact),
         "owned_unopened": 1.0 if _owned_unopened(state) else 0.0,
         "preferred_hour": preferred,
-        "local_hour": float(local.hour),
-        "weekday": float(local.weekday()),
+        "local_hour": local_hour,
+        "weekday": weekday,
         "spend": float(state.spend),
     }
     consents = state.consents

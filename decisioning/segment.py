@@ -177,6 +177,11 @@ class Segment:
     def is_everyone(self) -> bool:
         return self._root is None
 
+    @property
+    def uses_behaviour(self) -> bool:
+        """Whether a behavioural feature is among its fields (else attributes alone decide)."""
+        return not _BEHAVIOUR.isdisjoint(self.fields_used)
+
     def matches(self, values: Mapping[str, Any]) -> bool:
         """Whether one customer, given by its field values, is in the segment."""
         return True if self._match is None else self._match(values)
@@ -197,6 +202,7 @@ class Segment:
 
 
 _ABSENT = object()
+_BEHAVIOUR = frozenset(BEHAVIOUR_FEATURES)
 
 
 class _CustomerFields(Mapping[str, Any]):

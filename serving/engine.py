@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from itertools import islice
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,8 @@ from serving.engine_parts import (
 from serving.objective_cache import CompiledObjective, ObjectiveCache
 
 HOUR = 3600.0
+#: what a segment that reads attributes only sees of a customer's behaviour
+_NO_FEATURES: Mapping[str, float] = MappingProxyType({})
 #: customers of one objective from which a chunk's action features are computed together
 _CHUNK_FEATURES = 8
 
@@ -204,8 +207,11 @@ class DecisionEngine:
         yield from self._members(compiled, page, now)
 
     def _members(self, compiled: CompiledObjective, page: list[str], now: float) -> Iterator[str]:
+        segment = compiled.segment
+        behaviour = segment.uses_behaviour
         for cid, state in self.store.get_states(page).items():
-            if compiled.segment.matches_customer(customer_features(state, now), state.attributes):
+            seen = customer_features(state, now) if behaviour else _NO_FEATURES
+            if segment.matches_customer(seen, state.attributes):
                 yield cid
 
     def _pool(self, objective_id: str | None) -> list[CompiledObjective]:
@@ -238,23 +244,32 @@ class DecisionEngine:
         remaining = {c.objective.id: self._remaining_budget(c.objective, moment) for c in pool}
         prepared: dict[str, list[Prepared]] = {c.objective.id: [] for c in pool}
         per_customer: list[list[Prepared]] = []
+        # an explicit objective decides for anyone; otherwise a known customer must be in the
+        # segment, which only needs the behavioural features when its expression reads them
+        checks = [(c, objective_id is None, c.segment.uses_behaviour) for c in pool]
         for cid in customer_ids:
             if not cid:
                 raise InvalidInput("customer_id: must not be empty")
             state = states.get(cid) or CustomerState(cid)  # cold start: nothing known yet
             mine = pending.get(cid, ())
             one_voice = self.arbitration.recent_decision_blocks(last_contact(state, mine, now), now)
-            customer_f = customer_features(state, now)
+            customer_f: dict[str, float] | None = None
             row: list[Prepared] = []
-            for compiled in pool:
+            for compiled, check, behaviour in checks:
+                if check and state.known:
+                    if behaviour and customer_f is None:
+                        customer_f = customer_features(state, now)
+                    seen = _NO_FEATURES if customer_f is None else customer_f
+                    if not compiled.segment.matches_customer(seen, state.attributes):
+                        continue
+                if customer_f is None:
+                    customer_f = customer_features(state, now)
                 prep = self._prepare(
                     compiled, state, now, moment, mine, request, one_voice, customer_f,
                     remaining=remaining[compiled.objective.id],
-                    explicit=objective_id is not None,
                 )  # fmt: skip
-                if prep is not None:
-                    row.append(prep)
-                    prepared[compiled.objective.id].append(prep)
+                row.append(prep)
+                prepared[compiled.objective.id].append(prep)
             per_customer.append(row)
         for compiled in pool:
             self._attach_contexts(compiled, prepared[compiled.objective.id])
@@ -317,15 +332,9 @@ class DecisionEngine:
         customer_f: dict[str, float],
         *,
         remaining: float | None,
-        explicit: bool,
-    ) -> Prepared | None:
+    ) -> Prepared:
+        """What the contact policy allows a customer of the objective's segment."""
         objective = compiled.objective
-        if (
-            not explicit
-            and state.known
-            and not compiled.segment.matches_customer(customer_f, state.attributes)
-        ):
-            return None
         eligibility = compiled.contact_policy.evaluate(
             state,
             compiled.actions,
