@@ -182,6 +182,39 @@ def test_frequency_cap_reason_names_the_channel_and_the_window() -> None:
     )
 
 
+def test_reasons_are_shared_across_customers_and_send_times() -> None:
+    policy = ContactPolicy()
+    one, two = customer(), customer()
+    for state in (one, two):
+        state.apply_contact(ts=NOW - 2 * H, channel="email")
+    first, second = (policy.evaluate(s, SPACE, NOW) for s in (one, two))
+    assert first.blocked == second.blocked
+    # the same records, and the same send times, read-only: nothing is worded twice
+    assert all(a is b for a, b in zip(first.blocked, second.blocked, strict=True))
+    assert first.send_at is second.send_at and not first.send_at.flags.writeable
+    # a figure that differs is worded anew
+    two.apply_contact(ts=NOW - 3 * H, channel="sms")
+    third = policy.evaluate(two, SPACE, NOW)
+    assert third.reason("push@now").reason == (
+        "push: contact cap reached (2 messages on any channel in the last 24 hours)"
+    )
+
+
+def test_reasons_keep_at_most_their_limit() -> None:
+    from decisioning.guardrail_reasons import Reasons
+
+    reasons = Reasons(limit=2)
+    kept = reasons("consent", "sms")
+    assert kept == ("consent", "no consent for sms messages (never given, or unsubscribed)")
+    assert reasons("consent", "sms") is kept
+    assert reasons("channel_off", "push") == (
+        "channel_cap",
+        "push is switched off by the contact policy (cap 0)",
+    )
+    reasons("consent", "email")  # over the limit: the kept reasons are let go, not grown
+    assert reasons("consent", "sms") == kept and reasons("consent", "sms") is not kept
+
+
 def test_daily_cap_is_checked_at_the_send_time() -> None:
     state = customer()
     state.apply_contact(ts=NOW - 10 * H, channel="email")

@@ -172,6 +172,12 @@ def test_parsed_segment_is_frozen_and_lists_fields_in_order() -> None:
         segment.text = "all"  # type: ignore[misc]
 
 
+def test_a_segment_says_whether_it_reads_behaviour() -> None:
+    assert not Segment.parse('plan == "basic" and vip', FIELDS).uses_behaviour
+    assert Segment.parse('plan == "basic" and tenure_days < 90', FIELDS).uses_behaviour
+    assert not Segment.everyone().uses_behaviour
+
+
 def test_syntax_check_without_catalogue() -> None:
     assert check_segment_syntax('plan == "basic" and tenure < 3') == ("plan", "tenure")
     for text, message in [
