@@ -125,7 +125,7 @@ class BanditBatch:
         attr_names = list(dict.fromkeys(k for c in contexts for k in c.attributes))
         attrs = {k: np.empty(n, dtype=object) for k in attr_names}
         for i, ctx in enumerate(contexts):
-            if ctx.actions != space:
+            if ctx.actions is not space and ctx.actions != space:
                 raise InvalidInput(f"context {i} uses another action space than context 0")
             try:
                 customer[i] = [ctx.customer[k] for k in c_names]

@@ -88,6 +88,8 @@ def finish_decision(
         dist = np.zeros(len(actions))
         dist[0] = 1.0
         index, propensity = 0, 1.0
+    elif dist[0] > 0 and not dist[1:].any():  # only doing nothing can be drawn
+        index, propensity = 0, float(dist[0])
     else:
         u = (seed_for(seed, context.customer_id, objective.id, context.now) >> 11) / 2**53
         index, propensity = draw(dist, u)
@@ -226,8 +228,10 @@ def best_alternatives(
     """The best eligible actions other than the chosen one, by expected value."""
     if values is None:
         return ()
-    value = values.tolist()
     allowed = eligible.tolist()
+    if allowed.count(True) == allowed[chosen]:  # nothing eligible but the chosen action
+        return ()
+    value = values.tolist()
     order = sorted(
         (i for i in range(len(value)) if allowed[i] and i != chosen),
         key=lambda i: (value[i] != value[i], -value[i]),  # best first, NaN last
