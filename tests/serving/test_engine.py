@@ -15,6 +15,7 @@ from decisioning.store import open_store
 from experiments.quality import example_objective
 from models.baselines import RandomPolicy
 from serving.engine import DecisionEngine
+from serving.engine_parts import best_alternatives
 
 NOW = datetime(2026, 3, 3, 10, 30, tzinfo=UTC)  # a Tuesday, 11:30 in Paris
 
@@ -74,6 +75,19 @@ def test_fresh_ticket_silences_at_once(engine):
     assert d.action.is_nothing
     assert sum(d.eligible) == 1
     assert all(b.rule == "support_ticket" for b in d.blocked)
+    assert d.propensity == 1.0 and d.alternatives == ()
+
+
+def test_alternatives_are_the_best_other_eligible_actions():
+    keys = ("none", "a", "b", "c", "d")
+    values = np.array([0.1, 0.5, np.nan, 0.9, 0.7])
+    eligible = np.array([True, True, True, True, False])
+    best = best_alternatives(keys, values, eligible, chosen=3)
+    assert [(a.action, a.expected_value) for a in best[:2]] == [("a", 0.5), ("none", 0.1)]
+    assert best[2].action == "b"  # a value that is not a number comes last
+    only = np.array([True, False, False, False, False])
+    assert best_alternatives(keys, values, only, chosen=0) == ()
+    assert best_alternatives(keys, None, eligible, chosen=0) == ()
 
 
 def test_holdout_customers_get_nothing_with_the_flag(engine):
