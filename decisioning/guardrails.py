@@ -369,7 +369,6 @@ class _Layout:
     #: the indices of each channel's actions
     indices: dict[str, tuple[int, ...]]
     costs: list[float]
-    size: int
     #: the records of each channel blocked as a whole, by verdict (few: one per channel rule)
     blocked_channels: dict[tuple[str, Verdict], tuple[BlockedAction, ...]] = field(
         default_factory=dict
@@ -393,7 +392,6 @@ class _Layout:
             by_channel=by_channel,
             indices={ch: tuple(i for i, _, _ in contacts) for ch, contacts in by_channel},
             costs=[DEFAULT_COSTS[a.channel] for a in actions],
-            size=len(actions),
         )
 
     def send_times(self, schedule: dict[Slot, tuple[float, str | None]], now: float) -> np.ndarray:
@@ -401,7 +399,7 @@ class _Layout:
         hit = self.times.get(id(schedule))
         if hit is not None and hit[0] is schedule:
             return hit[1]
-        times = np.full(self.size, now)
+        times = np.full(len(self.costs), now)  # one cost per action
         for _, contacts in self.by_channel:
             for i, slot, _ in contacts:
                 times[i] = schedule[slot][0]

@@ -245,23 +245,22 @@ class DecisionEngine:
         prepared: dict[str, list[Prepared]] = {c.objective.id: [] for c in pool}
         per_customer: list[list[Prepared]] = []
         # an explicit objective decides for anyone; otherwise a known customer must be in the
-        # segment, which only needs the behavioural features when its expression reads them
-        checks = [(c, objective_id is None, c.segment.uses_behaviour) for c in pool]
+        # segment, which needs the behavioural features only when its expression reads them
+        check = objective_id is None
+        behaviour = check and any(c.segment.uses_behaviour for c in pool)
         for cid in customer_ids:
             if not cid:
                 raise InvalidInput("customer_id: must not be empty")
             state = states.get(cid) or CustomerState(cid)  # cold start: nothing known yet
             mine = pending.get(cid, ())
             one_voice = self.arbitration.recent_decision_blocks(last_contact(state, mine, now), now)
-            customer_f: dict[str, float] | None = None
+            customer_f = customer_features(state, now) if behaviour else None
+            seen = _NO_FEATURES if customer_f is None else customer_f
             row: list[Prepared] = []
-            for compiled, check, behaviour in checks:
-                if check and state.known:
-                    if behaviour and customer_f is None:
-                        customer_f = customer_features(state, now)
-                    seen = _NO_FEATURES if customer_f is None else customer_f
-                    if not compiled.segment.matches_customer(seen, state.attributes):
-                        continue
+            for compiled in pool:
+                in_segment = compiled.segment.matches_customer
+                if check and state.known and not in_segment(seen, state.attributes):
+                    continue
                 if customer_f is None:
                     customer_f = customer_features(state, now)
                 prep = self._prepare(
