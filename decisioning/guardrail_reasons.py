@@ -16,6 +16,7 @@ from decisioning.guardrail_rules import plural
 WORDING: dict[str, Callable[..., str]] = {
     "support_ticket": lambda: "support ticket open: no marketing until it is closed",
     "consent": lambda ch: f"no consent for {ch} messages (never given, or unsubscribed)",
+    "one_voice": lambda: "already contacted within the arbitration window",
     "purchase_cooldown": lambda ago, hours: (
         f"purchase cooldown (a purchase {ago} before the send time; "
         f"no marketing for {hours:g} hours after a purchase)"

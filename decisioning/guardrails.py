@@ -6,8 +6,9 @@ quiet-hours deferral), and frequency caps count what was sent plus what is alrea
 so a message planned for tomorrow evening counts in tomorrow evening's windows.
 
 Rules run once per scope, not once per action: the customer (open ticket), each channel
-(consent), each send time (quiet hours, purchase and category cooldowns, the cap across
-channels) and each channel at each send time (channel caps, complaints, the paid waterfall).
+(consent), the customer again (one voice: contacted within the arbitration window), each send
+time (quiet hours, purchase and category cooldowns, the cap across channels) and each channel at
+each send time (channel caps, complaints, the paid waterfall).
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ class ScheduledDecision:
 RULES: tuple[str, ...] = (
     "support_ticket",
     "consent",
+    "one_voice",
     "quiet_hours",
     "purchase_cooldown",
     "category_cooldown",
@@ -145,13 +147,17 @@ class ContactPolicy:
         remaining_budget: float | None = None,
         promoted_category: str | None = None,
         pending: Sequence[Pending] = (),
+        one_voice: bool = False,
     ) -> Eligibility:
         """Which of ``actions`` the customer may receive if decided at ``now``, and when.
 
         ``costs[i]`` is the cost of ``actions[i]`` (channel defaults when None);
         ``remaining_budget`` is what the objective may still spend this period (None: no limit);
         ``pending`` lists sends already scheduled but not yet sent, as times or
-        ``(time, channel)``; a bare time counts against every channel's cap.
+        ``(time, channel)``; a bare time counts against every channel's cap. ``one_voice``
+        says the customer was already contacted within the arbitration window (by any
+        objective): every contact the ticket and consent rules leave is then blocked for it,
+        before the rules of each send time are worked out.
         """
         layout = self._layout(actions)
         n = len(actions)
@@ -163,13 +169,17 @@ class ContactPolicy:
                 cost_list = np.asarray(costs, dtype=float).tolist()
         facts = Facts(state, now, pending, promoted_category)
         schedule = self._quiet.schedule(state.timezone, now)
-        everyone = self._customer_rule(facts)
+        everyone = self._customer_rule(state)
+        held = self._reasons("one_voice") if one_voice else None
+        send_times = layout.send_times(schedule, now)
+        closed = tuple(everyone or self._channel_rule(state, ch) or held for ch in layout.channels)
+        if None not in closed:  # every channel closed as a whole (often: one voice, no consent)
+            return self._all_closed(layout, closed, send_times)
         by_time: dict[float, Verdict] = {}
         by_pair: dict[tuple[str, float], Verdict] = {}
         shut: list[int] = []
         blocked: list[BlockedAction] = []
-        for ch, contacts in layout.by_channel:
-            verdict = everyone or self._channel_rule(facts, ch)
+        for (ch, contacts), verdict in zip(layout.by_channel, closed, strict=True):
             if verdict is not None:
                 # a verdict on the whole channel blocks its actions alike, in one go
                 shut.extend(layout.indices[ch])
@@ -195,7 +205,26 @@ class ContactPolicy:
                     blocked.append(self._blocked_action(key, ch, verdict))
         eligible = np.ones(n, dtype=bool)
         eligible[shut] = False
-        return Eligibility(eligible, layout.send_times(schedule, now), tuple(blocked))
+        return Eligibility(eligible, send_times, tuple(blocked))
+
+    def _all_closed(
+        self, layout: _Layout, closed: tuple[Verdict, ...], send_times: np.ndarray
+    ) -> Eligibility:
+        """Every channel closed by its verdict: one read-only result per distinct verdicts."""
+        hit = layout.all_closed.get(closed)
+        if hit is None:
+            blocked = tuple(
+                b
+                for (ch, contacts), verdict in zip(layout.by_channel, closed, strict=True)
+                for b in self._blocked_channel(layout, ch, contacts, verdict)  # type: ignore[arg-type]
+            )
+            eligible = np.zeros(len(layout.costs), dtype=bool)
+            eligible[0] = True
+            eligible.flags.writeable = False
+            if len(layout.all_closed) >= 256:
+                layout.all_closed.clear()
+            hit = layout.all_closed[closed] = (eligible, blocked)
+        return Eligibility(hit[0], send_times, hit[1])
 
     def _blocked_channel(
         self,
@@ -265,7 +294,7 @@ class ContactPolicy:
             return False, f"the customer no longer consents to {channel} messages"
         at = max(now, scheduled.send_at)
         facts = Facts(state, now, pending, promoted_category)
-        verdict = self._customer_rule(facts) or self._channel_rule(facts, channel)
+        verdict = self._customer_rule(state) or self._channel_rule(state, channel)
         if verdict is None and self._quiet.contains(at, state.timezone):
             verdict = ("quiet_hours", f"send time falls in quiet hours ({self._quiet.label} local)")
         verdict = (
@@ -280,13 +309,13 @@ class ContactPolicy:
 
     # -- rules, by scope: each returns (rule, reason) when it blocks, else None ---------------
 
-    def _customer_rule(self, f: Facts) -> Verdict:
-        if f.state.open_tickets > 0:
+    def _customer_rule(self, state: CustomerState) -> Verdict:
+        if state.open_tickets > 0:
             return self._reasons("support_ticket")
         return None
 
-    def _channel_rule(self, f: Facts, ch: str) -> Verdict:
-        if ch in _CONSENT and not f.state.consents.get(ch, False):
+    def _channel_rule(self, state: CustomerState, ch: str) -> Verdict:
+        if ch in _CONSENT and not state.consents.get(ch, False):
             return self._reasons("consent", ch)
         return None
 
@@ -369,8 +398,14 @@ class _Layout:
     #: the indices of each channel's actions
     indices: dict[str, tuple[int, ...]]
     costs: list[float]
+    #: the channels, in action order
+    channels: tuple[str, ...]
     #: the records of each channel blocked as a whole, by verdict (few: one per channel rule)
     blocked_channels: dict[tuple[str, Verdict], tuple[BlockedAction, ...]] = field(
+        default_factory=dict
+    )
+    #: the eligibility when every channel is closed, by the channels' verdicts
+    all_closed: dict[tuple[Verdict, ...], tuple[np.ndarray, tuple[BlockedAction, ...]]] = field(
         default_factory=dict
     )
     #: the send time of each action, by schedule (a schedule is kept per zone and moment)
@@ -390,6 +425,7 @@ class _Layout:
             raise InvalidInput("an action space must list each channel's actions together")
         return cls(
             by_channel=by_channel,
+            channels=tuple(ch for ch, _ in by_channel),
             indices={ch: tuple(i for i, _, _ in contacts) for ch, contacts in by_channel},
             costs=[DEFAULT_COSTS[a.channel] for a in actions],
         )

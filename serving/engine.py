@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from functools import lru_cache
 from itertools import islice
 from types import MappingProxyType
 from typing import Any
@@ -23,7 +22,7 @@ from decisioning.actions import DO_NOTHING
 from decisioning.arbitration import ArbitrationWindow, Candidate, arbitrate
 from decisioning.context import context_of
 from decisioning.customer_view import CustomerState
-from decisioning.decision import BlockedAction, Decision
+from decisioning.decision import Decision
 from decisioning.errors import Conflict, InvalidInput, NotFound
 from decisioning.features import action_feature_matrices, action_feature_matrix, customer_features
 from decisioning.guardrails import ContactPolicy, ContactPolicySettings, ScheduledDecision
@@ -51,12 +50,6 @@ HOUR = 3600.0
 _NO_FEATURES: Mapping[str, float] = MappingProxyType({})
 #: customers of one objective from which a chunk's action features are computed together
 _CHUNK_FEATURES = 8
-
-
-@lru_cache(maxsize=256)
-def _one_voice(key: str) -> BlockedAction:
-    """The record of an action held back by one voice (shared: records are immutable)."""
-    return BlockedAction(key, "one_voice", "already contacted within the arbitration window")
 
 
 class DecisionEngine:
@@ -342,24 +335,18 @@ class DecisionEngine:
             remaining_budget=remaining,
             promoted_category=objective.outcome.category if objective.kind == "increase" else None,
             pending=pending,
+            one_voice=one_voice,
         )
-        eligible, blocked = eligibility.eligible, list(eligibility.blocked)
-        if one_voice:
-            eligible = eligible.copy()
-            keys = compiled.actions.keys
-            for i in np.flatnonzero(eligible[1:]) + 1:
-                eligible[i] = False
-                blocked.append(_one_voice(keys[i]))
         return Prepared(
             objective=objective,
             state=state,
             moment=moment,
             send_at=eligibility.send_at,
-            blocked=tuple(blocked),
+            blocked=eligibility.blocked,
             holdout=in_holdout(state.customer_id, objective.id, objective.holdout_fraction),
             request=dict(request or {}),
             customer=customer_f,
-            eligible=eligible,
+            eligible=eligibility.eligible,
         )
 
     def _attach_contexts(self, compiled: CompiledObjective, prepared: list[Prepared]) -> None:

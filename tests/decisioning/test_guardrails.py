@@ -351,6 +351,38 @@ def test_blocked_actions_report_the_first_rule_in_order() -> None:
     assert RULES.index("consent") < RULES.index("purchase_cooldown")
 
 
+def test_one_voice_blocks_what_ticket_and_consent_leave_before_the_send_time_rules() -> None:
+    state = customer(consents=("email",))
+    state.apply(ts=NOW - H, type="purchase", value=5.0)  # a purchase cooldown, hidden by it
+    result = ContactPolicy().evaluate(state, SPACE, NOW, one_voice=True)
+    assert result.eligible.tolist() == [True] + [False] * (len(SPACE) - 1)
+    assert result.reason("sms@now").rule == "consent"
+    held = result.reason("email@now")
+    assert held is not None and held.rule == "one_voice"
+    assert held.reason == "email: already contacted within the arbitration window"
+    assert result.reason("paid_social@tomorrow_morning").rule == "one_voice"  # type: ignore[union-attr]
+    assert [b.action for b in result.blocked] == list(SPACE.keys[1:])
+    assert RULES.index("consent") < RULES.index("one_voice") < RULES.index("quiet_hours")
+    # the open ticket still comes first, and the send times are those of the schedule
+    state.apply(ts=NOW - 60, type="support_ticket_opened")
+    ticket = ContactPolicy().evaluate(state, SPACE, NOW, one_voice=True)
+    assert {b.rule for b in ticket.blocked} == {"support_ticket"}
+    free = ContactPolicy().evaluate(state, SPACE, NOW)
+    assert ticket.send_at.tolist() == free.send_at.tolist()
+
+
+def test_customers_closed_alike_share_one_read_only_result() -> None:
+    policy = ContactPolicy()
+    first = policy.evaluate(customer(consents=("email",)), SPACE, NOW, one_voice=True)
+    second = policy.evaluate(customer(consents=("email",)), SPACE, NOW + 60, one_voice=True)
+    other = policy.evaluate(customer(consents=("push",)), SPACE, NOW, one_voice=True)
+    assert first.blocked is second.blocked and first.eligible is second.eligible
+    assert other.blocked is not first.blocked
+    assert other.reason("email@now").rule == "consent"  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="read-only"):
+        first.eligible[1] = True
+
+
 def test_a_smaller_action_space_is_evaluated_on_its_own_actions() -> None:
     space = ActionSpace.build(channels=["email"], slots=["now", "tomorrow_morning"])
     result = ContactPolicy().evaluate(customer(), space, NOW)

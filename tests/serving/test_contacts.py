@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
+from decisioning.actions import ActionSpace
+from decisioning.guardrails import ContactPolicy
 from decisioning.store import Store
-from tests.serving.conftest import Api, headers, iso
+from tests.serving.conftest import Api, at, headers, iso
 
 ORCH = headers("orchestrator")
 
@@ -37,10 +39,15 @@ def test_sent_contact_counts_on_caps_at_once(client: TestClient, api: Api, store
     assert (delivered["status"], delivered["counted"]) == ("delivered", False)
     assert len(store.get_state("c000").channels["email"].recent) == 1  # type: ignore[union-attr]
 
-    # the next decision sees the contact: the 24-hour cap blocks
+    # the next decision sees the contact: one voice holds the customer for the arbitration
+    # window, and under it the 24-hour cap blocks as well
     nxt = api.decide("c000", hours=10.0)
     assert nxt["action"]["key"] == "none"
-    assert "contact_cap" in {b["rule"] for b in nxt["blocked"]}
+    assert {b["rule"] for b in nxt["blocked"]} == {"consent", "one_voice"}
+    seen = store.get_state("c000")
+    assert seen is not None
+    capped = ContactPolicy().evaluate(seen, ActionSpace.build(), at(10.0).timestamp())
+    assert capped.reason("email@now").rule == "contact_cap"  # type: ignore[union-attr]
 
     spend = store.spend_by_channel("upsell")
     assert [(s.channel, s.contacts, s.cost) for s in spend] == [("email", 1, 0.25)]
