@@ -20,6 +20,9 @@ from decisioning.objectives import Objective
 from decisioning.segment import Segment, attribute_kinds, field_catalogue
 from decisioning.store import Store
 
+#: stored customers whose attributes tell the kinds of the fields a segment may use
+_SAMPLE = 500
+
 
 @dataclass
 class CompiledObjective:
@@ -49,7 +52,8 @@ class ObjectiveCache:
     def fields(self) -> dict[str, str]:
         """Fields a segment may use: behavioural features and the customers' attributes."""
         if self._fields is None:
-            ids = [cid for _, cid in zip(range(500), self.store.iter_customer_ids(), strict=False)]
+            first = self.store.iter_customer_ids(page=_SAMPLE)  # one page: the sample only
+            ids = [cid for _, cid in zip(range(_SAMPLE), first, strict=False)]
             states = self.store.get_states(ids).values()
             self._fields = field_catalogue(attribute_kinds([s.attributes for s in states]))
         return self._fields

@@ -37,22 +37,41 @@ def _positions(actions: tuple[str, ...]) -> dict[str, int]:
 def log_document(decision: Decision) -> dict[str, Any]:
     """The document of a decision's log row (JSON-ready)."""
     actions = tuple(decision.actions)
-    position = _positions(actions)
-    reasons: dict[tuple[str, str], int] = {}  # each pair's index: the count when first met
-    blocked = [
-        [position.get(b.action, b.action), reasons.setdefault((b.rule, b.reason), len(reasons))]
-        for b in decision.blocked
-    ]
+    reasons, blocked = _compact(actions, decision.blocked)
     return {
         "actions": actions,  # the objective's own tuple: a JSON array
         "distribution": list(map(float, decision.distribution)),
         "eligible": "".join(["1" if e else "0" for e in decision.eligible]),
         "alternatives": [[a.action, finite(a.expected_value)] for a in decision.alternatives],
-        "reasons": list(reasons),  # (rule, reason) tuples: JSON arrays
+        "reasons": reasons,  # (rule, reason) tuples: JSON arrays
         "blocked": blocked,
         "explanation": decision.explanation,
         "context": dict(decision.context),
     }
+
+
+#: the compact form of the last blocked tuples met, by identity: the contact policy shares one
+#: tuple among the customers whose channels all close alike (most of a batch)
+_COMPACT: dict[int, tuple[tuple[str, ...], tuple[BlockedAction, ...], list[Any], list[Any]]] = {}
+
+
+def _compact(
+    actions: tuple[str, ...], blocked: tuple[BlockedAction, ...]
+) -> tuple[list[Any], list[Any]]:
+    """The ``"reasons"`` and ``"blocked"`` lists of a document (shared: never changed)."""
+    hit = _COMPACT.get(id(blocked))
+    if hit is not None and hit[0] is actions and hit[1] is blocked:
+        return hit[2], hit[3]
+    position = _positions(actions)
+    reasons: dict[tuple[str, str], int] = {}  # each pair's index: the count when first met
+    pairs = [
+        [position.get(b.action, b.action), reasons.setdefault((b.rule, b.reason), len(reasons))]
+        for b in blocked
+    ]
+    if len(_COMPACT) >= 256:
+        _COMPACT.clear()
+    hit = _COMPACT[id(blocked)] = (actions, blocked, list(reasons), pairs)  # held: ids unique
+    return hit[2], hit[3]
 
 
 def eligible_of(doc: dict[str, Any]) -> tuple[bool, ...]:

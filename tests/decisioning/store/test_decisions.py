@@ -92,6 +92,13 @@ def test_the_log_document_keeps_each_reason_once(store: Store) -> None:
     assert doc["blocked"] == [[5, 0], [4, 1], [3, 1], [2, 2], [1, 2]]
     assert doc["eligible"] == "100000"
     assert store.get_decision("d1").decision == original
+    # decisions sharing the blocked records, or holding others in another order, read back alike
+    shared = replace(original, decision_id="d2")
+    other = replace(original, decision_id="d3", blocked=tuple(blocked))
+    store.log_decisions([shared, other])
+    assert _stored_doc(store, "d2")["blocked"] == doc["blocked"]
+    assert _stored_doc(store, "d3")["blocked"] == [[1, 0], [2, 0], [3, 1], [4, 1], [5, 2]]
+    assert [store.get_decision(d).decision for d in ("d2", "d3")] == [shared, other]
 
 
 def test_a_row_logged_in_the_earlier_document_form_reads_back(store: Store) -> None:
