@@ -83,9 +83,10 @@ def _days(now: float, then: float | None) -> float:
     return min(_CAP_DAYS, max(0.0, (now - then) / DAY))
 
 
-def _rate(hits: int, trials: int, prior: float = 0.1, strength: float = 2.0) -> float:
-    """A response rate shrunk towards ``prior`` when few messages were sent."""
-    return (hits + prior * strength) / (trials + strength)
+#: a channel's open and click rates are shrunk towards a prior (10% and 2%) when few messages
+#: were sent: ``(hits + prior * strength) / (contacts + strength)``
+_STRENGTH = 2.0
+_OPEN_PRIOR, _CLICK_PRIOR = 0.1 * _STRENGTH, 0.02 * _STRENGTH
 
 
 @lru_cache(maxsize=4096)
@@ -145,10 +146,22 @@ def customer_features(state: CustomerState, now: float) -> dict[str, float]:
         f[k7] = float(w)
         f[k30] = float(m)
         all_d, all_w, all_m = all_d + d, all_w + w, all_m + m
-        f[k_open] = _rate(s.opens, s.contacts)
-        f[k_click] = _rate(s.clicks, s.contacts, prior=0.02)
-        f[k_contact] = _days(now, s.last_contact)
-        f[k_opened] = _days(now, s.last_open)
+        # the shrunk rates, and _days written out: this runs for every channel of every customer
+        trials = s.contacts + _STRENGTH
+        f[k_open] = (s.opens + _OPEN_PRIOR) / trials
+        f[k_click] = (s.clicks + _CLICK_PRIOR) / trials
+        then = s.last_contact
+        if then is None:
+            f[k_contact] = _CAP_DAYS
+        else:
+            days = (now - then) / DAY
+            f[k_contact] = (days if days < _CAP_DAYS else _CAP_DAYS) if days > 0.0 else 0.0
+        then = s.last_open
+        if then is None:
+            f[k_opened] = _CAP_DAYS
+        else:
+            days = (now - then) / DAY
+            f[k_opened] = (days if days < _CAP_DAYS else _CAP_DAYS) if days > 0.0 else 0.0
     f["contacts_24h"], f["contacts_7d"], f["contacts_30d"] = (
         float(all_d),
         float(all_w),

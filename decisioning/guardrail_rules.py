@@ -38,7 +38,7 @@ class Facts:
                 if channel not in state.channels:
                     if channel == Channel.NONE.value:
                         continue
-                    raise InvalidInput(f"pending send on unknown channel {channel!r}")
+                    raise _unknown(channel)
                 by_channel.setdefault(channel, []).append(float(when))
             else:
                 unknown.append(float(item))
@@ -58,6 +58,19 @@ class Facts:
         self.owned_pending = unknown + [
             t for c, ts in by_channel.items() if c in _OWNED for t in ts
         ]
+
+
+def check_pending(state: CustomerState, pending: Sequence[Pending]) -> None:
+    """What ``Facts`` checks of the pending sends, for an evaluation that needs no facts."""
+    for item in pending:
+        if isinstance(item, tuple):
+            channel = item[1]
+            if channel not in state.channels and channel != Channel.NONE.value:
+                raise _unknown(channel)
+
+
+def _unknown(channel: str) -> InvalidInput:
+    return InvalidInput(f"pending send on unknown channel {channel!r}")
 
 
 def peak(times: list[float], at: float, window: float) -> int:

@@ -39,6 +39,7 @@ from decisioning.guardrail_rules import (
     Pending,
     Verdict,
     budget,
+    check_pending,
     peak,
     span,
     waterfall,
@@ -167,14 +168,15 @@ class ContactPolicy:
                 raise InvalidInput(f"costs has shape {np.shape(costs)}, expected ({n},)")
             if remaining_budget is not None:  # costs are read by the budget rule only
                 cost_list = np.asarray(costs, dtype=float).tolist()
-        facts = Facts(state, now, pending, promoted_category)
         schedule = self._quiet.schedule(state.timezone, now)
         everyone = self._customer_rule(state)
         held = self._reasons("one_voice") if one_voice else None
         send_times = layout.send_times(schedule, now)
         closed = tuple(everyone or self._channel_rule(state, ch) or held for ch in layout.channels)
         if None not in closed:  # every channel closed as a whole (often: one voice, no consent)
+            check_pending(state, pending)
             return self._all_closed(layout, closed, send_times)
+        facts = Facts(state, now, pending, promoted_category)
         by_time: dict[float, Verdict] = {}
         by_pair: dict[tuple[str, float], Verdict] = {}
         shut: list[int] = []

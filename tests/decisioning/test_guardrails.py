@@ -371,6 +371,15 @@ def test_one_voice_blocks_what_ticket_and_consent_leave_before_the_send_time_rul
     assert ticket.send_at.tolist() == free.send_at.tolist()
 
 
+@pytest.mark.parametrize("one_voice", [False, True])
+def test_a_pending_send_on_an_unknown_channel_is_refused(one_voice: bool) -> None:
+    policy = ContactPolicy()
+    with pytest.raises(InvalidInput, match="pending send on unknown channel 'fax'"):
+        policy.evaluate(customer(), SPACE, NOW, pending=[(NOW + H, "fax")], one_voice=one_voice)
+    # a scheduled do-nothing is no send
+    policy.evaluate(customer(), SPACE, NOW, pending=[(NOW + H, "none")], one_voice=one_voice)
+
+
 def test_customers_closed_alike_share_one_read_only_result() -> None:
     policy = ContactPolicy()
     first = policy.evaluate(customer(consents=("email",)), SPACE, NOW, one_voice=True)
