@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from numbers import Real
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -116,6 +117,7 @@ class BanditBatch:
         first = contexts[0]
         space = first.actions
         c_names = tuple(first.customer)
+        row_of = itemgetter(*c_names) if len(c_names) > 1 else (lambda d: [d[k] for k in c_names])
         f_names = ACTION_FEATURES
         n, n_actions = len(contexts), len(space)
         customer = np.empty((n, len(c_names)), dtype=np.float32)
@@ -128,7 +130,7 @@ class BanditBatch:
             if ctx.actions is not space and ctx.actions != space:
                 raise InvalidInput(f"context {i} uses another action space than context 0")
             try:
-                customer[i] = [ctx.customer[k] for k in c_names]
+                customer[i] = row_of(ctx.customer)
                 feats[i] = ctx.action_features
             except KeyError as err:
                 raise InvalidInput(f"context {i} lacks feature {err.args[0]!r}") from None

@@ -273,6 +273,10 @@ class DecisionEngine:
                     nothing_decision(cid, moment, "no active objective applies to this customer")
                 )
                 continue
+            if len(row) == 1:  # one objective: nothing to arbitrate
+                assert row[0].decision is not None
+                out.append(row[0].decision)
+                continue
             candidates = [
                 Candidate(
                     p.objective.id,

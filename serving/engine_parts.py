@@ -87,16 +87,19 @@ def finish_decision(
     if prep.holdout:
         dist = np.zeros(len(actions))
         dist[0] = 1.0
+    shares = dist.tolist()
+    if prep.holdout:
         index, propensity = 0, 1.0
-    elif dist[0] > 0 and not dist[1:].any():  # only doing nothing can be drawn
-        index, propensity = 0, float(dist[0])
+    elif shares[0] > 0 and not any(shares[1:]):  # only doing nothing can be drawn
+        index, propensity = 0, shares[0]
     else:
         u = (seed_for(seed, context.customer_id, objective.id, context.now) >> 11) / 2**53
         index, propensity = draw(dist, u)
     action = actions[index]
     expected = None if values is None else float(values[index])
     nothing_value = None if values is None else float(values[0])
-    alternatives = best_alternatives(actions.keys, values, context.eligible, index)
+    allowed = context.eligible.tolist()
+    alternatives = best_alternatives(actions.keys, values, allowed, index)
     send_ts = None if action.is_nothing else float(prep.send_at[index])
     return Decision(
         decision_id=decision_id,
@@ -109,8 +112,8 @@ def finish_decision(
         propensity=propensity,
         model_version=served.model_version,
         actions=actions.keys,
-        distribution=tuple(dist.tolist()),
-        eligible=tuple(context.eligible.tolist()),
+        distribution=tuple(shares),
+        eligible=tuple(allowed),
         expected_value=expected,
         alternatives=alternatives,
         blocked=prep.blocked,
@@ -223,12 +226,16 @@ def last_contact(state: CustomerState, pending: Sequence[float], now: float) -> 
 
 
 def best_alternatives(
-    keys: Sequence[str], values: np.ndarray | None, eligible: np.ndarray, chosen: int, k: int = 3
+    keys: Sequence[str],
+    values: np.ndarray | None,
+    eligible: np.ndarray | list[bool],
+    chosen: int,
+    k: int = 3,
 ) -> tuple[ActionValue, ...]:
     """The best eligible actions other than the chosen one, by expected value."""
     if values is None:
         return ()
-    allowed = eligible.tolist()
+    allowed = eligible if isinstance(eligible, list) else eligible.tolist()
     if allowed.count(True) == allowed[chosen]:  # nothing eligible but the chosen action
         return ()
     value = values.tolist()
