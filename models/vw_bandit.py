@@ -78,6 +78,18 @@ def _predict(models: list[Workspace], text: str) -> list[list[float]]:
     return out
 
 
+def _predict_sure(
+    models: list[Workspace], explorer: Workspace, text: str, lines: int
+) -> list[list[float]]:
+    """:func:`_predict`, where the explorer is not asked about a single action line: its pmf
+    over one action is that action for certain (renormalised, VW's float32 pmf gives 1 too)."""
+    if lines != 1 or not any(ws is explorer for ws in models):
+        return _predict(models, text)
+    others = [ws for ws in models if ws is not explorer]
+    answers = iter(_predict(others, text) if others else ())
+    return [[1.0] if ws is explorer else next(answers) for ws in models]
+
+
 #: rows from which ``fit`` trains its two VW models in two processes
 _MIN_SIDE_BY_SIDE_ROWS = 20_000
 _STREAM_EXAMPLES = 256  # examples per message to the child
@@ -307,8 +319,10 @@ class VWBandit(BasePolicy, BaseEstimator):
         models = [getattr(self, name) for name in names]
         out = [np.zeros((len(batch), batch.n_actions), dtype=float) for _ in models]
         with self._lock():
-            for i, (text, idx) in enumerate(vw_texts(batch, self.spec_, all_actions=all_actions)):
-                for scores, predicted in zip(out, _predict(models, text), strict=True):
+            texts = vw_texts(batch, self.spec_, all_actions=all_actions)
+            for i, (text, idx) in enumerate(texts):
+                answers = _predict_sure(models, self.explorer_, text, len(idx))
+                for scores, predicted in zip(out, answers, strict=True):
                     scores[i, idx] = predicted
         return out
 
@@ -320,7 +334,8 @@ class VWBandit(BasePolicy, BaseEstimator):
         text = "\n".join(lines)
         out = [np.zeros(len(context.actions), dtype=float) for _ in models]
         with self._lock():
-            for scores, predicted in zip(out, _predict(models, text), strict=True):
+            answers = _predict_sure(models, self.explorer_, text, len(idx))
+            for scores, predicted in zip(out, answers, strict=True):
                 scores[idx] = predicted
         return out
 

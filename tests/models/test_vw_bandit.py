@@ -73,6 +73,24 @@ def test_distributions_and_values_together_equal_them_apart(bandit):
         assert np.allclose(value, bandit.expected_values(ctx)) and np.allclose(value, values[i])
 
 
+def test_a_context_that_allows_one_action_gets_it_for_certain_and_its_value(bandit):
+    rng = np.random.default_rng(11)
+    only = np.zeros(len(SPACE), dtype=bool)
+    only[0] = True
+    probes = [make_context(rng, eligible=only) for _ in range(4)]
+    batch = BanditBatch.from_contexts(probes)
+    dists, values = bandit.distributions_and_values(batch)
+    expected = np.zeros((len(probes), len(SPACE)))
+    expected[:, 0] = 1.0
+    assert np.array_equal(dists, expected)
+    assert np.array_equal(bandit.action_distributions(batch), expected)
+    every = bandit.values(batch)  # every action scored: the same value for doing nothing
+    assert np.allclose(values[:, 0], every[:, 0], atol=1e-6) and np.all(values[:, 1:] == 0.0)
+    for i, ctx in enumerate(probes):
+        dist, value = bandit.distribution_and_values(ctx)
+        assert np.array_equal(dist, expected[i]) and np.array_equal(value, values[i])
+
+
 @pytest.mark.parametrize("exploration", ["squarecb", "epsilon"])
 def test_one_parse_serves_both_models_exactly(small_log, exploration):
     from models.encoding import vw_context_lines
