@@ -85,16 +85,15 @@ def finish_decision(
     objective, context = prep.objective, prep.context
     actions = context.actions
     if prep.holdout:
-        dist = np.zeros(len(actions))
-        dist[0] = 1.0
-    shares = dist.tolist()
-    if prep.holdout:
+        shares = [1.0] + [0.0] * (len(actions) - 1)
         index, propensity = 0, 1.0
-    elif shares[0] > 0 and not any(shares[1:]):  # only doing nothing can be drawn
-        index, propensity = 0, shares[0]
     else:
-        u = (seed_for(seed, context.customer_id, objective.id, context.now) >> 11) / 2**53
-        index, propensity = draw(dist, u)
+        shares = dist.tolist()
+        if shares[0] > 0 and not any(shares[1:]):  # only doing nothing can be drawn
+            index, propensity = 0, shares[0]
+        else:
+            u = (seed_for(seed, context.customer_id, objective.id, context.now) >> 11) / 2**53
+            index, propensity = draw(dist, u)
     action = actions[index]
     expected = None if values is None else float(values[index])
     nothing_value = None if values is None else float(values[0])
