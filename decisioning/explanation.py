@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from decisioning.actions import Action, Slot
 from decisioning.decision import ActionValue, BlockedAction
+from decisioning.identity_cache import IdentityCache
 
 _CHANNEL_WORDS = {
     "email": "an e-mail",
@@ -84,16 +85,16 @@ def explain(
     return text + "."
 
 
-#: the words of the last blocked records met, by identity: the contact policy shares one tuple
-#: among the customers whose channels all close alike
-_SAID: dict[int, tuple[Sequence[BlockedAction], str]] = {}
+#: the words of the last blocked records met: the contact policy shares one tuple among the
+#: customers whose channels all close alike
+_SAID = IdentityCache[str](limit=256)
 
 
 def _blocked_words(blocked: Sequence[BlockedAction]) -> str:
     """``frequency cap (12), no consent (6)``: the three rules that block most actions."""
-    hit = _SAID.get(id(blocked))
-    if hit is not None and hit[0] is blocked:
-        return hit[1]
+    hit = _SAID.get(blocked)
+    if hit is not None:
+        return hit
     rules: dict[str, int] = {}
     for b in blocked:
         rules[b.rule] = rules.get(b.rule, 0) + 1
@@ -101,7 +102,5 @@ def _blocked_words(blocked: Sequence[BlockedAction]) -> str:
     top = sorted(rules.items(), key=lambda item: -item[1])[:3]
     words = ", ".join(f"{_RULE_WORDS.get(rule, rule)} ({count})" for rule, count in top)
     if isinstance(blocked, tuple):  # immutable: its words cannot change
-        if len(_SAID) >= 256:
-            _SAID.clear()
-        _SAID[id(blocked)] = (blocked, words)
+        _SAID.put(blocked, words)
     return words

@@ -18,6 +18,7 @@ from decisioning.actions import Action, send_at, zone
 from decisioning.channels import CONSENT_CHANNELS, CONTACT_CHANNELS
 from decisioning.customer_view import CustomerState
 from decisioning.fatigue import DAY
+from decisioning.identity_cache import IdentityCache
 
 _CAP_DAYS = 365.0
 _CHANNELS = tuple(c.value for c in CONTACT_CHANNELS)
@@ -406,7 +407,7 @@ _CHANNEL_KEYS = {
     for ch in _CHANNELS
 }
 _Layout = tuple[np.ndarray, tuple[str, ...], np.ndarray, np.ndarray]
-_LAYOUTS: dict[int, tuple[Sequence[Action], _Layout]] = {}
+_LAYOUTS = IdentityCache[_Layout](limit=64)
 
 
 def _channel_layout(actions: Sequence[Action]) -> _Layout:
@@ -415,9 +416,9 @@ def _channel_layout(actions: Sequence[Action]) -> _Layout:
 
     Kept per action sequence (by identity: action spaces are built once and reused).
     """
-    hit = _LAYOUTS.get(id(actions))
-    if hit is not None and hit[0] is actions:
-        return hit[1]
+    hit = _LAYOUTS.get(actions)
+    if hit is not None:
+        return hit
     channels = tuple(dict.fromkeys(a.channel.value for a in actions if not a.is_nothing))
     index = {ch: k for k, ch in enumerate(channels)}
     channel_of = np.array(
@@ -427,11 +428,7 @@ def _channel_layout(actions: Sequence[Action]) -> _Layout:
     nothing = np.flatnonzero(~contacts)
     for array in (channel_of, nothing, contacts):
         array.setflags(write=False)
-    if len(_LAYOUTS) >= 64:
-        _LAYOUTS.clear()
-    layout = (channel_of, channels, nothing, contacts)
-    _LAYOUTS[id(actions)] = (actions, layout)
-    return layout
+    return _LAYOUTS.put(actions, (channel_of, channels, nothing, contacts))
 
 
 def attribute_features(state: CustomerState) -> dict[str, Any]:

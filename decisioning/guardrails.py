@@ -44,6 +44,7 @@ from decisioning.guardrail_rules import (
     span,
     waterfall,
 )
+from decisioning.identity_cache import IdentityCache
 from decisioning.quiet_hours import QuietHours
 
 _CONSENT = frozenset(c.value for c in CONSENT_CHANNELS)
@@ -131,7 +132,7 @@ class ContactPolicy:
         }
         self._quiet = QuietHours(s)
         self._reasons = Reasons()
-        self._layouts: dict[int, tuple[ActionSpace, _Layout]] = {}
+        self._layouts = IdentityCache[_Layout](limit=64)
         # the same verdicts recur across customers (no consent, an open ticket, ...): their
         # BlockedAction records are made once and shared (they are immutable)
         self._blocked: dict[tuple[str, Verdict], BlockedAction] = {}
@@ -381,14 +382,8 @@ class ContactPolicy:
     # -- the action space, unpacked once ------------------------------------------------------
 
     def _layout(self, actions: ActionSpace) -> _Layout:
-        hit = self._layouts.get(id(actions))
-        if hit is not None and hit[0] is actions:
-            return hit[1]
-        layout = _Layout.of(actions)
-        if len(self._layouts) >= 64:
-            self._layouts.clear()
-        self._layouts[id(actions)] = (actions, layout)
-        return layout
+        hit = self._layouts.get(actions)
+        return hit if hit is not None else self._layouts.put(actions, _Layout.of(actions))
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,9 +406,7 @@ class _Layout:
         default_factory=dict
     )
     #: the send time of each action, by schedule (a schedule is kept per zone and moment)
-    times: dict[int, tuple[dict[Slot, tuple[float, str | None]], np.ndarray]] = field(
-        default_factory=dict
-    )
+    times: IdentityCache[np.ndarray] = field(default_factory=lambda: IdentityCache(limit=1024))
 
     @classmethod
     def of(cls, actions: ActionSpace) -> _Layout:
@@ -434,15 +427,12 @@ class _Layout:
 
     def send_times(self, schedule: dict[Slot, tuple[float, str | None]], now: float) -> np.ndarray:
         """When each action would go out under ``schedule`` (made at ``now``); read-only."""
-        hit = self.times.get(id(schedule))
-        if hit is not None and hit[0] is schedule:
-            return hit[1]
+        hit = self.times.get(schedule)
+        if hit is not None:
+            return hit
         times = np.full(len(self.costs), now)  # one cost per action
         for _, contacts in self.by_channel:
             for i, slot, _ in contacts:
                 times[i] = schedule[slot][0]
         times.flags.writeable = False
-        if len(self.times) >= 1024:
-            self.times.clear()
-        self.times[id(schedule)] = (schedule, times)  # holding it keeps its id unique
-        return times
+        return self.times.put(schedule, times)

@@ -24,6 +24,7 @@ from decisioning.actions import Action, ActionSpace
 from decisioning.channels import DEFAULT_COSTS
 from decisioning.errors import InvalidInput
 from decisioning.features import ACTION_FEATURES
+from decisioning.identity_cache import IdentityCache
 from decisioning.policy import DecisionContext
 
 
@@ -224,19 +225,13 @@ class BanditBatch:
         )
 
 
-_ACTION_KEYS: dict[int, tuple[ActionSpace, tuple[str, ...]]] = {}
+_ACTION_KEYS = IdentityCache[tuple[str, ...]](limit=256)
 
 
 def action_keys(actions: ActionSpace) -> tuple[str, ...]:
     """``actions.keys``, remembered per action space object (checked on every decision)."""
-    hit = _ACTION_KEYS.get(id(actions))
-    if hit is not None and hit[0] is actions:
-        return hit[1]
-    if len(_ACTION_KEYS) > 256:
-        _ACTION_KEYS.clear()
-    keys = actions.keys
-    _ACTION_KEYS[id(actions)] = (actions, keys)
-    return keys
+    hit = _ACTION_KEYS.get(actions)
+    return hit if hit is not None else _ACTION_KEYS.put(actions, actions.keys)
 
 
 def is_number(value: Any) -> bool:

@@ -23,6 +23,7 @@ import numpy as np
 from decisioning.actions import Action
 from decisioning.errors import InvalidInput
 from decisioning.features import ACTION_FEATURES
+from decisioning.identity_cache import IdentityCache
 from decisioning.policy import DecisionContext
 from models.batch import (
     BanditBatch,
@@ -45,21 +46,15 @@ __all__ = [
     "vw_examples",
 ]
 
-_LAYOUTS: dict[int, tuple[FeatureSpec, _Layout]] = {}
-_GETTERS: dict[int, tuple[FeatureSpec, Any]] = {}
-_TEMPLATES: dict[int, tuple[FeatureSpec, _VWTemplates]] = {}
+_LAYOUTS = IdentityCache[Any](limit=64)
+_GETTERS = IdentityCache[Any](limit=64)
+_TEMPLATES = IdentityCache[Any](limit=64)
 
 
-def _cached(cache: dict[int, tuple[FeatureSpec, Any]], spec: FeatureSpec, build: Any) -> Any:
+def _cached(cache: IdentityCache[Any], spec: FeatureSpec, build: Any) -> Any:
     """What ``build(spec)`` returns, worked out once per spec object: it is used per decision."""
-    hit = cache.get(id(spec))
-    if hit is not None and hit[0] is spec:
-        return hit[1]
-    if len(cache) > 64:
-        cache.clear()
-    value = build(spec)
-    cache[id(spec)] = (spec, value)
-    return value
+    hit = cache.get(spec)
+    return hit if hit is not None else cache.put(spec, build(spec))
 
 
 def _layout(spec: FeatureSpec) -> _Layout:

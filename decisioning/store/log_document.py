@@ -22,6 +22,7 @@ from functools import lru_cache
 from typing import Any
 
 from decisioning.decision import ActionValue, BlockedAction, Decision
+from decisioning.identity_cache import IdentityCache
 
 
 def finite(value: float | None) -> float | None:
@@ -50,28 +51,26 @@ def log_document(decision: Decision) -> dict[str, Any]:
     }
 
 
-#: the compact form of the last blocked tuples met, by identity: the contact policy shares one
-#: tuple among the customers whose channels all close alike (most of a batch)
-_COMPACT: dict[int, tuple[tuple[str, ...], tuple[BlockedAction, ...], list[Any], list[Any]]] = {}
+#: the compact form of the last blocked tuples met, with their action keys: the contact policy
+#: shares one tuple among the customers whose channels all close alike (most of a batch)
+_COMPACT = IdentityCache[tuple[tuple[str, ...], list[Any], list[Any]]](limit=256)
 
 
 def _compact(
     actions: tuple[str, ...], blocked: tuple[BlockedAction, ...]
 ) -> tuple[list[Any], list[Any]]:
     """The ``"reasons"`` and ``"blocked"`` lists of a document (shared: never changed)."""
-    hit = _COMPACT.get(id(blocked))
-    if hit is not None and hit[0] is actions and hit[1] is blocked:
-        return hit[2], hit[3]
+    hit = _COMPACT.get(blocked)
+    if hit is not None and hit[0] is actions:
+        return hit[1], hit[2]
     position = _positions(actions)
     reasons: dict[tuple[str, str], int] = {}  # each pair's index: the count when first met
     pairs = [
         [position.get(b.action, b.action), reasons.setdefault((b.rule, b.reason), len(reasons))]
         for b in blocked
     ]
-    if len(_COMPACT) >= 256:
-        _COMPACT.clear()
-    hit = _COMPACT[id(blocked)] = (actions, blocked, list(reasons), pairs)  # held: ids unique
-    return hit[2], hit[3]
+    _, listed, pairs = _COMPACT.put(blocked, (actions, list(reasons), pairs))
+    return listed, pairs
 
 
 def eligible_of(doc: dict[str, Any]) -> tuple[bool, ...]:
