@@ -92,6 +92,15 @@ def peak(times: list[float], at: float, window: float) -> int:
     return best
 
 
+def may_reach(times: Sequence[float], start: float, window: float, cap: int) -> bool:
+    """Whether a window holding a send time from ``start`` on can count ``cap`` of ``times``.
+
+    Such a window ends at ``start`` or later, so it counts only contacts after
+    ``start - window``: fewer of them than ``cap`` and ``peak`` cannot reach it.
+    """
+    return len(times) - bisect_right(times, start - window) >= cap
+
+
 _HOURS = tuple(f"{v} hour{'' if v == 1 else 's'}" for v in range(49))
 
 

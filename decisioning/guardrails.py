@@ -8,7 +8,9 @@ so a message planned for tomorrow evening counts in tomorrow evening's windows.
 Rules run once per scope, not once per action: the customer (open ticket), each channel
 (consent), the customer again (one voice: contacted within the arbitration window), each send
 time (quiet hours, purchase and category cooldowns, the cap across channels) and each channel at
-each send time (channel caps, complaints, the paid waterfall).
+each send time (channel caps, complaints, the paid waterfall). A rule that cannot block any of
+the send times (a cooldown over before the first, a cap fewer contacts than it would reach) is
+not asked at each of them.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from decisioning.guardrail_rules import (
     Verdict,
     budget,
     check_pending,
+    may_reach,
     peak,
     span,
     waterfall,
@@ -133,6 +136,9 @@ class ContactPolicy:
         self._quiet = QuietHours(s)
         self._reasons = Reasons()
         self._layouts = IdentityCache[_Layout](limit=64)
+        self._starts = IdentityCache[float](limit=1024)  # a schedule's first send time
+        self._all_channels = frozenset(c.value for c in Channel if c is not Channel.NONE)
+        self._paid_live = _PAID if s.waterfall_hours is not None else frozenset()
         # the same verdicts recur across customers (no consent, an open ticket, ...): their
         # BlockedAction records are made once and shared (they are immutable)
         self._blocked: dict[tuple[str, Verdict], BlockedAction] = {}
@@ -178,6 +184,12 @@ class ContactPolicy:
             check_pending(state, pending)
             return self._all_closed(layout, closed, send_times)
         facts = Facts(state, now, pending, promoted_category)
+        # the rules that may block at some send time: the others are not asked at each one
+        start = self._first_send(schedule)
+        timed = self._time_rule_live(facts, start)
+        live = self._live_channels(facts, start)
+        if remaining_budget is not None and remaining_budget >= max(cost_list):
+            remaining_budget = None  # every action fits the budget left
         by_time: dict[float, Verdict] = {}
         by_pair: dict[tuple[str, float], Verdict] = {}
         shut: list[int] = []
@@ -188,15 +200,18 @@ class ContactPolicy:
                 shut.extend(layout.indices[ch])
                 blocked.extend(self._blocked_channel(layout, ch, contacts, verdict))
                 continue
+            asked = ch in live  # its send-time rules may block
             for i, slot, key in contacts:
                 at, quiet = schedule[slot]
                 if quiet is not None:
                     verdict = ("quiet_hours", quiet)
                 else:
-                    verdict = by_time.get(at, _UNSEEN)
-                    if verdict is _UNSEEN:
-                        verdict = by_time[at] = self._time_rule(facts, at)
-                    if verdict is None:
+                    verdict = None
+                    if timed:
+                        verdict = by_time.get(at, _UNSEEN)
+                        if verdict is _UNSEEN:
+                            verdict = by_time[at] = self._time_rule(facts, at)
+                    if verdict is None and asked:
                         pair = (ch, at)
                         verdict = by_pair.get(pair, _UNSEEN)
                         if verdict is _UNSEEN:
@@ -321,6 +336,44 @@ class ContactPolicy:
         if ch in _CONSENT and not state.consents.get(ch, False):
             return self._reasons("consent", ch)
         return None
+
+    def _first_send(self, schedule: dict[Slot, tuple[float, str | None]]) -> float:
+        start = self._starts.get(schedule)
+        if start is None:
+            start = self._starts.put(schedule, min(at for at, _ in schedule.values()))
+        return start
+
+    def _time_rule_live(self, f: Facts, start: float) -> bool:
+        """Whether a cooldown may block a send time from ``start`` on (each rule's own test,
+        at ``start``: a later send time is further from the purchase)."""
+        s, state = self.settings, f.state
+        last = state.last_purchase
+        if last is not None and start < last + s.purchase_cooldown_hours * HOUR:
+            return True
+        days = s.category_cooldown_days
+        if f.category and days > 0:
+            since = start - days * DAY
+            return any(c == f.category and since < when for when, c in state.recent_purchases)
+        return False
+
+    def _live_channels(self, f: Facts, start: float) -> frozenset[str] | set[str]:
+        """The channels whose send-time rules may block a send time from ``start`` on.
+
+        A cap is out of reach when fewer contacts than it are later than ``start`` minus its
+        window (every window it counts ends at a send time or after); a complaint when it is
+        older than its days at ``start``. The waterfall is always asked of paid media.
+        """
+        if any(may_reach(f.everything, start, window, cap) for window, _, cap in self._caps):
+            return self._all_channels
+        live = set(self._paid_live)
+        last, days = f.state.last_complaint, self.settings.complaint_days
+        if last is not None and start - last < days * DAY:
+            live.update(_PAID)
+        for ch, caps in self._channel_caps.items():
+            times = f.times.get(ch, ())
+            if any(cap == 0 or may_reach(times, start, window, cap) for window, _, cap in caps):
+                live.add(ch)
+        return live
 
     def _time_rule(self, f: Facts, at: float) -> Verdict:
         return self._purchase_cooldown(f, at) or self._category_cooldown(f, at)

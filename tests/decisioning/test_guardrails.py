@@ -18,6 +18,8 @@ from decisioning.channels import DEFAULT_COSTS, OWNED_CHANNELS, Channel
 from decisioning.customer_view import CustomerState
 from decisioning.decision import Decision
 from decisioning.errors import InvalidInput
+from decisioning.guardrail_rules import Facts
+from decisioning.guardrail_rules import budget as rule_budget
 from decisioning.guardrails import (
     RULES,
     ContactPolicy,
@@ -799,3 +801,103 @@ def test_caps_and_quiet_hours_hold_with_future_and_scheduled_sends(
                 bare.add(len(waiting))
             waiting.append((at, ch))
     check_caps(policy, sent + waiting, [])
+
+
+#: minutes before now, often close to where a rule stops blocking (a day, two, a week, 30 days)
+MINUTES_AGO = st.one_of(
+    st.integers(0, 40 * 24 * 60),
+    *(st.integers(d * 24 * 60 - 60, d * 24 * 60 + 60) for d in (1, 2, 7, 30)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    contact_policies(),
+    st.sampled_from(TIMEZONES),
+    st.lists(st.tuples(MINUTES_AGO, st.sampled_from(CHANNELS)), max_size=12),
+    st.lists(
+        st.tuples(
+            MINUTES_AGO,
+            st.sampled_from(("purchase", "purchase", "complaint", "complaint", "open", "click")),
+            st.sampled_from(CHANNELS),
+            st.sampled_from(("shoes", "bags")),
+        ),
+        max_size=4,
+    ),
+    st.lists(st.tuples(st.integers(-60, 3 * 24 * 60), st.sampled_from(CHANNELS)), max_size=3),
+    st.one_of(st.none(), st.floats(0.0, 2.0)),
+    st.sampled_from((None, 24.0, 48.0)),
+)
+def test_the_rules_left_out_at_a_send_time_are_those_that_cannot_block_it(
+    custom: ContactPolicySettings,
+    tz: str,
+    history: list[tuple[int, str]],
+    events: list[tuple[int, str, str, str]],
+    waiting: list[tuple[int, str]],
+    budget: float | None,
+    waterfall_hours: float | None,
+) -> None:
+    """Every action's verdict is that of every rule asked at its send time, in order."""
+    policy = ContactPolicy(custom.merged({"waterfall_hours": waterfall_hours}))
+    state = CustomerState("c", signup_at=0.0, timezone=tz, consents=dict.fromkeys(OWNED, True))
+    timeline = [(NOW - m * 60.0, "contact", ch, "") for m, ch in history]
+    timeline += [(NOW - m * 60.0, kind, ch, cat) for m, kind, ch, cat in events]
+    for at, kind, ch, cat in sorted(timeline):
+        if kind == "contact":
+            state.apply_contact(ts=at, channel=ch)
+        else:
+            state.apply(ts=at, type=kind, channel=ch, value=10.0, category=cat)
+    pending = [(NOW + m * 60.0, ch) for m, ch in waiting]
+    assert_rules_asked_at_every_send_time(policy, state, pending, budget)
+
+
+def assert_rules_asked_at_every_send_time(
+    policy: ContactPolicy,
+    state: CustomerState,
+    pending: list[tuple[float, str]],
+    budget: float | None,
+) -> None:
+    """Each action's verdict is that of every rule asked at its send time, in order."""
+    result = policy.evaluate(
+        state, SPACE, NOW, pending=pending, remaining_budget=budget, promoted_category="shoes"
+    )
+    facts = Facts(state, NOW, pending, "shoes")
+    schedule = policy._quiet.schedule(state.timezone, NOW)
+    for i, action in enumerate(SPACE):
+        if action.is_nothing:
+            continue
+        ch = action.channel.value
+        at, quiet = schedule[action.slot]
+        verdict = (
+            (("quiet_hours", quiet) if quiet is not None else None)
+            or policy._time_rule(facts, at)
+            or policy._channel_time_rule(facts, ch, at)
+            or (None if budget is None else rule_budget(DEFAULT_COSTS[action.channel], budget))
+        )
+        got = result.reason(action.key)
+        expected = (verdict[0], f"{ch}: {verdict[1]}") if verdict else None
+        assert ((got.rule, got.reason) if got else None) == expected, action.key
+        assert bool(result.eligible[i]) == (verdict is None)
+
+
+@pytest.mark.parametrize("waterfall_hours", [None, 48.0])
+@pytest.mark.parametrize("kind", ["purchase", "category", "complaint", "contact"])
+@pytest.mark.parametrize("days", [1, 2, 7, 30])
+@pytest.mark.parametrize("minutes", [-61, -1, 0, 1, 59, 61])
+def test_every_rule_is_asked_near_where_it_stops_blocking(
+    waterfall_hours: float | None, kind: str, days: int, minutes: int
+) -> None:
+    """An event a day, two, a week or 30 days old, give or take a minute or an hour."""
+    policy = ContactPolicy(
+        ContactPolicySettings(
+            quiet_hours=None, waterfall_hours=waterfall_hours, caps={f"{days}d": 1}
+        )
+    )
+    state = CustomerState("c", signup_at=0.0, timezone=PARIS, consents=dict.fromkeys(OWNED, True))
+    at = NOW - days * D + minutes * 60.0
+    if kind == "contact":
+        state.apply_contact(ts=at, channel="sms")
+    else:
+        category = "shoes" if kind == "category" else "bags"
+        state.apply(ts=at, type=kind.replace("category", "purchase"), value=10.0, category=category)
+    assert_rules_asked_at_every_send_time(policy, state, [], None)
