@@ -121,29 +121,43 @@ class BanditBatch:
         row_of = itemgetter(*c_names) if len(c_names) > 1 else (lambda d: [d[k] for k in c_names])
         f_names = ACTION_FEATURES
         n, n_actions = len(contexts), len(space)
-        customer = np.empty((n, len(c_names)), dtype=np.float32)
-        feats = np.empty((n, n_actions, len(f_names)), dtype=np.float32)
-        eligible = np.empty((n, n_actions), dtype=bool)
-        costs = np.empty((n, n_actions), dtype=float)
-        attr_names = list(dict.fromkeys(k for c in contexts for k in c.attributes))
-        attrs = {k: np.empty(n, dtype=object) for k in attr_names}
         for i, ctx in enumerate(contexts):
             if ctx.actions is not space and ctx.actions != space:
                 raise InvalidInput(f"context {i} uses another action space than context 0")
-            try:
-                customer[i] = row_of(ctx.customer)
-                feats[i] = ctx.action_features
-            except KeyError as err:
-                raise InvalidInput(f"context {i} lacks feature {err.args[0]!r}") from None
-            except ValueError:
-                raise InvalidInput(
-                    f"context {i} has {len(ctx.action_features)} action feature rows "
-                    f"for {n_actions} actions"
-                ) from None
-            eligible[i] = ctx.eligible
-            costs[i] = context_costs(ctx)
-            for k in attr_names:
-                attrs[k][i] = ctx.attributes.get(k)
+        # each column stacked in one call; a context that does not fit is then looked for
+        try:
+            customer = np.array([row_of(c.customer) for c in contexts], dtype=np.float32)
+        except KeyError:
+            i, missing = next(
+                (i, k) for i, c in enumerate(contexts) for k in c_names if k not in c.customer
+            )
+            raise InvalidInput(f"context {i} lacks feature {missing!r}") from None
+        customer = customer.reshape(n, len(c_names))
+        shape = (n_actions, len(f_names))
+        try:
+            feats = np.array([c.action_features for c in contexts], dtype=np.float32)
+        except ValueError:
+            feats = np.empty(0)
+        if feats.shape != (n, *shape):
+            i, bad = next(
+                (i, c) for i, c in enumerate(contexts) if np.shape(c.action_features) != shape
+            )
+            raise InvalidInput(
+                f"context {i} has {len(bad.action_features)} action feature rows "
+                f"for {n_actions} actions"
+            )
+        eligible = np.array([c.eligible for c in contexts], dtype=bool).reshape(n, n_actions)
+        shared = first.costs
+        if shared is not None and all(c.costs is shared for c in contexts):
+            costs = np.tile(context_costs(first), (n, 1))  # one objective's costs: the usual
+        else:
+            costs = np.array([context_costs(c) for c in contexts], dtype=float)
+        costs = costs.reshape(n, n_actions)
+        attr_names = list(dict.fromkeys(k for c in contexts for k in c.attributes))
+        attrs = {}
+        for k in attr_names:
+            attrs[k] = column = np.empty(n, dtype=object)
+            column[:] = [c.attributes.get(k) for c in contexts]
         if action is not None:
             action = np.array(
                 [a if isinstance(a, int | np.integer) else space.index(a) for a in action],

@@ -16,6 +16,7 @@ from models.encoding import (
     BanditBatch,
     FeatureSpec,
     context_rows,
+    default_costs,
     row_matrix,
     row_names,
     vw_context_lines,
@@ -104,6 +105,22 @@ def test_contexts_must_agree(contexts):
     short = dataclasses.replace(contexts[2], customer={"known": 1.0})
     with pytest.raises(InvalidInput, match="context 1 lacks feature 'tenure_days'"):
         BanditBatch.from_contexts([contexts[0], short])
+    rows = dataclasses.replace(contexts[2], action_features=contexts[2].action_features[:5])
+    with pytest.raises(InvalidInput, match="context 2 has 5 action feature rows for 31 actions"):
+        BanditBatch.from_contexts([contexts[0], contexts[1], rows])
+
+
+def test_each_context_keeps_its_own_costs(contexts):
+    shared = np.linspace(0.0, 0.3, len(contexts[0].actions))
+    own = [dataclasses.replace(c, costs=shared) for c in contexts[:3]]
+    batch = BanditBatch.from_contexts(own)
+    assert np.array_equal(batch.costs, np.tile(shared, (3, 1)))
+    own[1] = dataclasses.replace(own[1], costs=shared * 2)
+    own[2] = dataclasses.replace(own[2], costs=None)  # the channel defaults
+    batch = BanditBatch.from_contexts(own)
+    assert np.array_equal(batch.costs[1], shared * 2)
+    assert np.array_equal(batch.costs[2], default_costs(contexts[0].actions))
+    assert batch.costs.shape == (3, len(shared))
 
 
 def test_feature_spec_types_attributes_and_round_trips_through_json(batch):
