@@ -136,16 +136,16 @@ class BanditBatch:
         shape = (n_actions, len(f_names))
         try:
             feats = np.array([c.action_features for c in contexts], dtype=np.float32)
-        except ValueError:
+        except (TypeError, ValueError):
             feats = np.empty(0)
         if feats.shape != (n, *shape):
-            i, bad = next(
-                (i, c) for i, c in enumerate(contexts) if np.shape(c.action_features) != shape
-            )
-            raise InvalidInput(
-                f"context {i} has {len(bad.action_features)} action feature rows "
-                f"for {n_actions} actions"
-            )
+            for i, c in enumerate(contexts):
+                if np.shape(c.action_features) != shape:
+                    raise InvalidInput(
+                        f"context {i} has action features of shape "
+                        f"{np.shape(c.action_features)}, expected {shape} ({n_actions} actions)"
+                    )
+            raise InvalidInput("action features must be numbers")
         eligible = np.array([c.eligible for c in contexts], dtype=bool).reshape(n, n_actions)
         shared = first.costs
         if shared is not None and all(c.costs is shared for c in contexts):

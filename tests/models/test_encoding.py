@@ -106,8 +106,11 @@ def test_contexts_must_agree(contexts):
     with pytest.raises(InvalidInput, match="context 1 lacks feature 'tenure_days'"):
         BanditBatch.from_contexts([contexts[0], short])
     rows = dataclasses.replace(contexts[2], action_features=contexts[2].action_features[:5])
-    with pytest.raises(InvalidInput, match="context 2 has 5 action feature rows for 31 actions"):
+    with pytest.raises(InvalidInput, match=r"context 2 has action features of shape \(5, 9\)"):
         BanditBatch.from_contexts([contexts[0], contexts[1], rows])
+    words = dataclasses.replace(contexts[1], action_features=np.full((31, 9), "high"))
+    with pytest.raises(InvalidInput, match="action features must be numbers"):
+        BanditBatch.from_contexts([contexts[0], words])
 
 
 def test_each_context_keeps_its_own_costs(contexts):
