@@ -9,8 +9,8 @@ Rules run once per scope, not once per action: the customer (open ticket), each 
 (consent), the customer again (one voice: contacted within the arbitration window), each send
 time (quiet hours, purchase and category cooldowns, the cap across channels) and each channel at
 each send time (channel caps, complaints, the paid waterfall). A rule that cannot block any of
-the send times (a cooldown over before the first, a cap fewer contacts than it would reach) is
-not asked at each of them.
+the send times (a cooldown over before the first, a cap too few recent contacts could reach)
+is not asked at each of them.
 """
 
 from __future__ import annotations
