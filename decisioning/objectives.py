@@ -171,9 +171,16 @@ class ObjectiveSpec(BaseModel):
         return overrides
 
     @model_validator(mode="after")
-    def _check_together(self) -> Self:
+    def _check_together(self, info: ValidationInfo) -> Self:
         if self.value_per_conversion is None and not self.value_from_event:
             raise ValueError("value_per_conversion is required unless value_from_event is true")
+        # checked on what is registered or edited (validated with a context), not on the
+        # documents stored before the rule, which still load
+        if self.kind == "reduce" and self.value_from_event and info.context is not None:
+            raise ValueError(
+                "value_from_event: a reduction's outcome is an event that does not happen, "
+                "so it has no value to read; give value_per_conversion instead"
+            )
         if self.kind == "reduce" and self.target_lift >= 1:
             raise ValueError(
                 f"target_lift {self.target_lift:g}: a reduction is below 1 (0.1 = 10% fewer)"

@@ -165,8 +165,15 @@ def build_training_set(
     ``workers`` processes replay disjoint sets of customers (by default as many as there are
     cores, up to 4, when the history is large); the examples do not depend on it.
 
-    Raises ``LearningError`` when the history holds no usable decision for the objective.
+    Raises ``LearningError`` when the history holds no usable decision for the objective, or
+    when a reduce objective has no value per conversion (one stored before that was checked).
     """
+    if objective.kind == "reduce" and objective.value_per_conversion is None:
+        raise LearningError(
+            f"objective {objective.id!r}: value_per_conversion is needed to value each "
+            f"prevented {objective.outcome.event_type.value} (a reduction has no event whose "
+            f"value could be read); edit the objective to give it"
+        )
     moments, report = decision_moments(
         contacts, objective=objective, sample_nothing=sample_nothing, seed=seed
     )
@@ -191,7 +198,7 @@ def build_training_set(
         outcome_type=objective.outcome.event_type.value,
         outcome_category=objective.outcome.category,
         reduce=objective.kind == "reduce",
-        value_per_conversion=objective.value_per_conversion,
+        value_per_conversion=objective.value_per_conversion or 0.0,  # unused if from events
         value_from_event=objective.value_from_event,
         window_days=objective.attribution_window_days,
         unsubscribe_penalty=objective.fatigue_penalties.unsubscribe,

@@ -90,6 +90,11 @@ def test_defaults_and_action_space() -> None:
         ({"segment": "open('x')"}, r"segment: function calls are not allowed"),
         ({"target_lift": 0}, r"target_lift: Input should be greater than 0"),
         ({"kind": "reduce", "target_lift": 1.5}, r"target_lift 1.5: a reduction is below 1"),
+        (
+            {"kind": "reduce", "value_from_event": True, "value_per_conversion": ...},
+            r"value_from_event: a reduction's outcome is an event that does not happen",
+        ),
+        ({"kind": "reduce", "value_from_event": True}, r"value_from_event: a reduction's outc"),
         ({"horizon": "someday"}, r"horizon: Input should be a valid date"),
         ({"budget_per_period": 0}, r"budget_per_period: Input should be greater than 0"),
         ({"budget_period": "year"}, r"budget_period: Input should be 'day', 'week' or 'month'"),
@@ -279,7 +284,7 @@ def test_yaml_list_with_ids_from_names(tmp_path: Path) -> None:
         "  name: Second\n"
         "  kind: reduce\n"
         "  outcome: {event_type: unsubscribe}\n"
-        "  value_from_event: true\n",
+        "  value_per_conversion: 5\n",
         encoding="utf-8",
     )
     first, second = load_objectives_yaml(path)

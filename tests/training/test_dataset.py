@@ -137,6 +137,18 @@ def test_no_usable_decision_is_a_clear_error(history, objective):
         )  # fmt: skip
 
 
+def test_a_reduction_without_a_value_per_conversion_is_a_clear_error(history):
+    # registering one is refused; one stored before that check still loads, but cannot train
+    churn = example_objective("churn").model_copy(
+        update={"value_from_event": True, "value_per_conversion": None, "segment": ""}
+    )
+    with pytest.raises(LearningError, match="'churn': value_per_conversion is needed to value"):
+        build_training_set(
+            customers=history.customers, contacts=history.contacts, events=history.events,
+            objective=churn, policy=ContactPolicy(),
+        )  # fmt: skip
+
+
 def test_legacy_history_samples_do_nothing_moments(history, objective):
     sent = history.contacts[history.contacts["channel"] != "none"].assign(propensity=np.nan)
     data = build_training_set(
