@@ -45,10 +45,13 @@ class _Content(RequestModel):
     description: Paragraph | None = None
     kind: Kind | None = Field(default=None, description="increase (default) or reduce")
     value_per_conversion: float | None = Field(
-        default=None, description="what one conversion is worth; required unless value_from_event"
+        default=None,
+        description="what one conversion is worth; required unless value_from_event, and "
+        "always for a reduce objective",
     )
     value_from_event: bool | None = Field(
-        default=None, description="take the conversion's value from the outcome event"
+        default=None,
+        description="take the conversion's value from the outcome event (increase objectives)",
     )
     attribution_window_days: float | None = Field(default=None, description="default 7")
     segment: Paragraph | None = Field(
