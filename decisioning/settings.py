@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     batch_limit: int = Field(
         default=10_000, ge=1, description="largest batch of decisions or events"
     )
+    decisions_per_turn: int = Field(
+        default=64,
+        ge=1,
+        description="calls to POST /v1/decisions that arrive together are decided together, "
+        "up to this many per turn of the event loop (1: each call alone)",
+    )
     arbitration_window_hours: float = Field(default=24.0, gt=0)
     online_learning: bool = False
     attribution_interval_seconds: float = Field(

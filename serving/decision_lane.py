@@ -4,7 +4,8 @@ FastAPI's router, request object, dependency solving and exception layers cost a
 per call as the decision itself. This ASGI middleware answers the common case without them: a
 JSON body that validates as a ``DecisionRequest``, from a caller whose key may decide, for a
 decision the engine takes without raising. It uses the same schema, key check, engine, JSON
-and metrics as the route, so its answer is the route's answer byte for byte.
+and metrics as the route, so its answer is the route's answer byte for byte. Calls that arrive
+together are decided together (:mod:`serving.micro_batch`), each as it would be alone.
 
 Every other case (a wrong key, an invalid body, an unknown objective, an error) goes down the
 full stack with the body replayed, where the route and the error handlers answer it as usual:
@@ -22,8 +23,9 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from decisioning.decision import Decision
-from serving.api.decisions import decide_one, router
+from serving.api.decisions import decide_one, decide_together, router
 from serving.deps import Service
+from serving.micro_batch import MicroBatcher
 from serving.schemas import DecisionRequest, decision_json
 from serving.security import HEADER, ORCHESTRATORS
 
@@ -40,6 +42,7 @@ class DecisionLane:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._batched: tuple[Service, MicroBatcher] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or _route_path(scope) != PATH:
@@ -48,7 +51,7 @@ class DecisionLane:
         start = time.perf_counter()
         messages, body = await _read_body(receive)
         service: Service = scope["app"].state.service
-        decision = None if body is None else _decide(service, scope["headers"], body)
+        decision = None if body is None else await self._decide(service, scope["headers"], body)
         if decision is None:
             await self.app(scope, _replay(messages, receive), send)
             return
@@ -64,6 +67,29 @@ class DecisionLane:
         await send({"type": "http.response.body", "body": content})
         service.metrics.served("POST", PATH, 200, time.perf_counter() - start)
 
+    async def _decide(
+        self, service: Service, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> Decision | None:
+        """The logged decision, or None when the full stack should answer instead.
+
+        Nothing is logged unless the decision is returned: every way of stepping aside happens
+        before the engine logs, so the route, deciding again, logs the one decision.
+        """
+        call = _call(service, headers, body)
+        return None if call is None else await self._batcher(service).decide(call)
+
+    def _batcher(self, service: Service) -> MicroBatcher:
+        held = self._batched
+        if held is None or held[0] is not service:  # the app's service, set at start-up
+            batcher = MicroBatcher(
+                lambda calls: decide_together(service, calls),
+                lambda call: decide_one(service, call),
+                limit=service.settings.decisions_per_turn,
+                observe=service.metrics.together.observe,
+            )
+            held = self._batched = (service, batcher)
+        return held[1]
+
 
 def _route_path(scope: Scope) -> str:
     path: str = scope["path"]
@@ -71,12 +97,10 @@ def _route_path(scope: Scope) -> str:
     return path[len(root) :] if root and path.startswith(root) else path
 
 
-def _decide(service: Service, headers: list[tuple[bytes, bytes]], body: bytes) -> Decision | None:
-    """The logged decision, or None when the full stack should answer instead.
-
-    Nothing is logged unless the decision is returned: every way of stepping aside happens
-    before the engine logs, so the route, deciding again, logs the one decision.
-    """
+def _call(
+    service: Service, headers: list[tuple[bytes, bytes]], body: bytes
+) -> DecisionRequest | None:
+    """The call to decide, or None when its key, type or body is for the full stack to judge."""
     key: bytes | None = None
     for name, value in headers:
         if name == b"content-type":
@@ -88,7 +112,7 @@ def _decide(service: Service, headers: list[tuple[bytes, bytes]], body: bytes) -
     if caller is None or caller.role not in _ROLES:
         return None  # 401 or 403, from the route's dependency
     try:
-        return decide_one(service, DecisionRequest.model_validate(json.loads(body)))
+        return DecisionRequest.model_validate(json.loads(body))
     except Exception:  # noqa: BLE001 - the route meets the same error and answers it
         return None
 

@@ -51,6 +51,12 @@ class Metrics:
             ["objective"],
             registry=self.registry,
         )
+        self.together = Histogram(
+            "decisioning_decisions_per_turn",
+            "Calls to POST /v1/decisions decided together in one turn of the event loop",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )
         self.holdouts = Counter(
             "decisioning_holdout_decisions",
             "Decisions for customers in an objective's holdout",

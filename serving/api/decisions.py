@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, Path, Request, status
@@ -56,6 +56,17 @@ def decide_one(service: Service, body: DecisionRequest) -> Decision:
     """The logged decision a ``POST /v1/decisions`` body asks for."""
     return service.engine.decide(
         body.customer_id, objective_id=body.objective, request=body.context, as_of=body.as_of
+    )
+
+
+def decide_together(service: Service, bodies: Sequence[DecisionRequest]) -> list[Decision]:
+    """The logged decisions of ``POST /v1/decisions`` bodies for distinct customers that share
+    an objective and ``as_of``, taken as one chunk (see :mod:`serving.micro_batch`)."""
+    first = bodies[0]
+    return service.engine.decide_each(
+        [(body.customer_id, body.context) for body in bodies],
+        objective_id=first.objective,
+        as_of=first.as_of,
     )
 
 

@@ -23,13 +23,13 @@ ROUTE_ONLY = {**ORCH, "content-type": "application/vnd.decisioning+json"}
 def answered(monkeypatch: pytest.MonkeyPatch) -> list[Decision | None]:
     """What the lane made of each request it saw: a decision, or None when it stepped aside."""
     seen: list[Decision | None] = []
-    decide = decision_lane._decide
+    decide = decision_lane.DecisionLane._decide
 
-    def spy(*args: Any) -> Decision | None:
-        seen.append(decide(*args))
+    async def spy(*args: Any) -> Decision | None:
+        seen.append(await decide(*args))
         return seen[-1]
 
-    monkeypatch.setattr(decision_lane, "_decide", spy)
+    monkeypatch.setattr(decision_lane.DecisionLane, "_decide", spy)
     return seen
 
 

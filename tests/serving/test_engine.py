@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from decisioning.errors import Conflict, NotFound
+from decisioning.errors import Conflict, InvalidInput, NotFound
 from decisioning.policy import ServedPolicy, validate_distribution
 from decisioning.records import Customer, Event, EventType
 from decisioning.store import open_store
@@ -134,6 +134,38 @@ def test_batch_is_the_same_logic_and_logs_everything(engine):
     assert len(logged) == 40
     ids_given = {d.decision_id for d in batch} | {d.decision_id for d in alone.values()}
     assert len(ids_given) == 44 and all(re.fullmatch("[0-9a-f]{32}", i) for i in ids_given)
+
+
+def test_decide_each_gives_each_call_its_own_decision_in_one_chunk(engine):
+    ids = [f"c{i}" for i in range(12)]
+    contexts = [{"device": "ios"} if i % 3 else None for i in range(12)]
+    alone = [
+        engine.decide(c, request=r, as_of=NOW, log=False)
+        for c, r in zip(ids, contexts, strict=True)
+    ]
+    together = engine.decide_each(list(zip(ids, contexts, strict=True)), as_of=NOW)
+    assert [d.customer_id for d in together] == ids
+    for single, d in zip(alone, together, strict=True):
+        assert (d.objective_id, d.action, d.propensity) == (
+            single.objective_id, single.action, single.propensity
+        )  # fmt: skip
+        assert d.distribution == single.distribution and d.blocked == single.blocked
+        assert d.explanation == single.explanation
+        assert d.context == single.context
+    # each decided customer keeps the request context of its own call
+    decided = [i for i, d in enumerate(together) if d.objective_id is not None]
+    assert {bool(contexts[i]) for i in decided} == {True, False}
+    for i in decided:
+        assert together[i].context["request"] == (contexts[i] or {})
+    engine.store.flush_decisions()
+    assert {d.decision.decision_id for d in engine.store.iter_decisions()} == {
+        d.decision_id for d in together
+    }
+
+
+def test_decide_each_asks_for_a_customer_once(engine):
+    with pytest.raises(InvalidInput, match="once per call"):
+        engine.decide_each([("c1", None), ("c2", None), ("c1", None)], as_of=NOW)
 
 
 def test_unknown_and_paused_objectives(engine):
