@@ -167,17 +167,9 @@ class DecisionEngine:
         """
         ids = iter(customer_ids)
         while part := list(islice(ids, chunk)):
-            out = self._decide_chunk(
-                part,
-                states=self._states(part),
-                pending=self.store.pending_sends_many(part),
-                objective_id=objective_id,
-                requests=[request] * len(part),
-                as_of=as_of,
+            yield from self._decide_logged(
+                part, [request] * len(part), objective_id=objective_id, as_of=as_of, log=log
             )
-            if log:
-                self.store.log_decisions(out, defer=True)
-            yield from out
 
     def decide_each(
         self,
@@ -197,12 +189,25 @@ class DecisionEngine:
         ids = [cid for cid, _ in asks]
         if len(set(ids)) != len(ids):
             raise InvalidInput("decide_each: a customer may be asked for once per call")
+        requests = [request for _, request in asks]
+        return self._decide_logged(ids, requests, objective_id=objective_id, as_of=as_of, log=log)
+
+    def _decide_logged(
+        self,
+        ids: Sequence[str],
+        requests: Sequence[Mapping[str, Any] | None],
+        *,
+        objective_id: str | None,
+        as_of: datetime | None,
+        log: bool,
+    ) -> list[Decision]:
+        """One chunk of customers decided, and logged unless ``log=False``."""
         out = self._decide_chunk(
             ids,
             states=self._states(ids),
             pending=self.store.pending_sends_many(ids),
             objective_id=objective_id,
-            requests=[request for _, request in asks],
+            requests=requests,
             as_of=as_of,
         )
         if log:
