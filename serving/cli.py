@@ -316,6 +316,8 @@ def attribute(
     when = parse_timestamp(at) if at else None
     count = _run(lambda: job.run_once(when))
     console.print(f"{count:,} decisions rewarded")
+    for reason, skipped in job.skipped.items():
+        console.print(f"[yellow]{skipped:,} decisions left without a reward:[/] {reason}")
 
 
 @app.command()

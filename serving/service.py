@@ -77,6 +77,8 @@ class RewardJob:
             self.updater = OnlineUpdater(engine.policies, engine.store)
         self.runs = 0
         self.rewarded = 0
+        #: the last pass's decisions left without a reward, by reason
+        self.skipped: dict[str, int] = {}
 
     def run_once(self, now: datetime | None = None) -> int:
         """One attribution pass; how many decisions it rewarded."""
@@ -85,6 +87,9 @@ class RewardJob:
         result = attribute(self.engine.store, now=now or datetime.now(UTC))
         if self.updater is not None and result.rewards:
             self.updater.submit(result.rewards)
+        if result.skipped and result.skipped != self.skipped:  # said once, not at every pass
+            log.warning("decisions left without a reward: %s", result.skipped)
+        self.skipped = result.skipped
         self.runs += 1
         self.rewarded += len(result.rewards)
         return len(result.rewards)

@@ -150,6 +150,12 @@ def _attribute_page(
     window = np.array([days.get(v, np.inf) for v in version.tolist()])
     decided = frame["decided_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64) / 1e9
     due = known & (decided + window * 86_400.0 <= now.timestamp())
+    unvalued = [v for v, o in versions.items() if not _valued(o)]
+    if unvalued:
+        held = due & np.isin(version, unvalued)
+        if held.any():
+            tally.skip(UNVALUED, int(held.sum()))
+            due &= ~held
     if not due.any():
         return
     used = sorted(set(version[due].tolist()))
@@ -176,6 +182,16 @@ def _attribute_page(
     objective_id = str(frame["objective_id"].iloc[0])
     tally.by_objective[objective_id] = tally.by_objective.get(objective_id, 0) + len(stored)
     tally.conversions += conversions
+
+
+#: why a reduction's decisions wait: a version stored before value_per_conversion was required
+UNVALUED = "reduce objective version without value_per_conversion"
+
+
+def _valued(objective: Objective) -> bool:
+    """Whether the version can value its outcome: a reduction reads no event's value, so it
+    needs ``value_per_conversion`` (a version stored before that was required may lack it)."""
+    return objective.kind != "reduce" or objective.value_per_conversion is not None
 
 
 def _rewards(rows: pd.DataFrame, objective: Objective, events: pd.DataFrame) -> Any:

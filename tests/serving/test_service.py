@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from decisioning.records import Customer, Event, EventType
 from decisioning.settings import Settings
 from experiments.quality import example_objective
-from serving.service import create_service_app
+from serving.service import RewardJob, build_engine, create_service_app
 
 
 def test_reward_job_runs_with_the_app_and_attributes(tmp_path):
@@ -55,6 +55,26 @@ def test_reward_job_runs_with_the_app_and_attributes(tmp_path):
     assert logged.reward_source == "attributed"
     cost = objective.cost_of(decision.action.channel)
     assert logged.reward == 40 - cost
+
+
+def test_reward_job_says_once_which_decisions_it_cannot_reward(tmp_path, caplog):
+    settings = Settings(data_dir=tmp_path)
+    job = RewardJob(build_engine(settings), interval=3600, online=False)
+    store = job.engine.store
+    now = datetime(2026, 3, 3, 10, tzinfo=UTC)
+    store.upsert_customers([Customer("c1", signup_at=now - timedelta(days=30), timezone="UTC")])
+    # a reduction stored before value_per_conversion was required: it cannot value its outcome
+    churn = example_objective("churn").activate()
+    legacy = churn.model_copy(update={"value_per_conversion": None, "value_from_event": True})
+    store.save_objective(legacy.model_dump(mode="json"))
+    job.engine.decide("c1", objective_id=churn.id, as_of=now)
+    store.flush_decisions()
+    with caplog.at_level("WARNING", logger="decisioning.service"):
+        assert job.run_once(now + timedelta(days=60)) == 0
+        assert job.run_once(now + timedelta(days=61)) == 0
+    assert job.skipped == {"reduce objective version without value_per_conversion": 1}
+    warned = [r for r in caplog.records if "without a reward" in r.getMessage()]
+    assert len(warned) == 1
 
 
 def test_the_service_decides_from_its_hot_view_and_a_fresh_event_changes_it(tmp_path):

@@ -186,6 +186,26 @@ def test_reduce_objective_rewards_the_outcome_not_happening(store: Store) -> Non
     assert result.rewards == pytest.approx({"kept": 30 - 2.0, "lost": 0.0})
 
 
+def test_a_stored_reduction_without_a_value_waits_with_its_reason(store: Store) -> None:
+    # registering one is refused now; a version stored before that check still loads
+    churn = _objective(
+        "churn", kind="reduce", outcome={"event_type": "cancel"}, value_per_conversion=30.0,
+        target_lift=0.2,
+    ).model_copy(update={"value_per_conversion": None, "value_from_event": True})  # fmt: skip
+    store.save_objective(churn.model_dump(mode="json"))
+    store.log_decisions(
+        [
+            _decision("kept", "c1", objective="churn", action=Action(Channel.SMS)),
+            _decision("d1", "c2"),
+        ]
+    )
+    _sent(store, "kept", "d1")
+    result = attribute(store, now=at(8))
+    assert set(result.rewards) == {"d1"}  # the other objective is rewarded as usual
+    assert result.skipped == {"reduce objective version without value_per_conversion": 1}
+    assert store.get_decision("kept").reward is None  # not valued at 0: left for a valued run
+
+
 def test_a_visitor_purchase_counts_once_the_visitor_is_identified(store: Store) -> None:
     store.log_decisions([_decision("d1", "c1")])
     _sent(store, "d1")
