@@ -336,7 +336,11 @@ def action_feature_matrices(
         out = np.zeros((n, a, len(ACTION_FEATURES)), dtype=np.float64)
         if len(some):
             out[some] = action_feature_matrices(
-                [states[i] for i in some], actions, now, [customers[i] for i in some], times[some]
+                [states[int(i)] for i in some],
+                actions,
+                now,
+                [customers[int(i)] for i in some],
+                times[some],
             )
             out[blocked] = 0.0
         return out

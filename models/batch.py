@@ -134,6 +134,7 @@ class BanditBatch:
             raise InvalidInput(f"context {i} lacks feature {missing!r}") from None
         customer = customer.reshape(n, len(c_names))
         shape = (n_actions, len(f_names))
+        feats: np.ndarray
         try:
             feats = np.array([c.action_features for c in contexts], dtype=np.float32)
         except (TypeError, ValueError):

@@ -16,6 +16,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 from decisioning.actions import ActionSpace
 from decisioning.features import ACTION_FEATURES, BEHAVIOUR_FEATURES
@@ -106,7 +107,7 @@ def frame_from_context(context: DecisionContext, context_id: str = "0") -> pd.Da
     return pd.DataFrame(data)
 
 
-class PolicyModel(mlflow.pyfunc.PythonModel):
+class PolicyModel(PythonModel):
     """The pyfunc face of a policy bundle."""
 
     def load_context(self, context: Any) -> None:

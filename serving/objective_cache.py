@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -55,7 +56,8 @@ class ObjectiveCache:
             first = self.store.iter_customer_ids(page=_SAMPLE)  # one page: the sample only
             ids = [cid for _, cid in zip(range(_SAMPLE), first, strict=False)]
             states = self.store.get_states(ids).values()
-            self._fields = field_catalogue(attribute_kinds([s.attributes for s in states]))
+            catalogue = field_catalogue(attribute_kinds([s.attributes for s in states]))
+            self._fields = cast(dict[str, str], catalogue)
         return self._fields
 
     def refresh(self) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated
@@ -112,7 +112,7 @@ class ApiKeys:
 api_key_header = APIKeyHeader(name=HEADER, auto_error=False, description="API key of the caller")
 
 
-def allow(*roles: Role) -> Callable[..., Caller]:
+def allow(*roles: Role) -> Callable[..., Awaitable[Caller]]:
     """A dependency admitting callers of ``roles``: 401 without a valid key, 403 otherwise."""
     allowed = frozenset(roles)
     names = ", ".join(r.value for r in roles)

@@ -124,9 +124,13 @@ def decision_moments(
     cand_ts = rng.uniform(start, end, size=len(cand_customer))
     # keep only candidates with no contact of the same customer within a day either side
     order = np.lexsort((ts, customers))
-    keys = np.rec.fromarrays([customers[order], ts[order]], names="c,t")
-    lo = np.searchsorted(keys, np.rec.fromarrays([cand_customer, cand_ts - DAY], names="c,t"))
-    hi = np.searchsorted(keys, np.rec.fromarrays([cand_customer, cand_ts + DAY], names="c,t"))
+    keys = np.rec.fromarrays([customers[order], ts[order]], formats=None, names="c,t")
+    lo = np.searchsorted(
+        keys, np.rec.fromarrays([cand_customer, cand_ts - DAY], formats=None, names="c,t")
+    )
+    hi = np.searchsorted(
+        keys, np.rec.fromarrays([cand_customer, cand_ts + DAY], formats=None, names="c,t")
+    )
     keep = np.flatnonzero(hi == lo)[: len(mine)]
     sampled = pd.DataFrame(
         {

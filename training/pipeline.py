@@ -86,7 +86,7 @@ def check_training_set(data: TrainingSet) -> list[str]:
     if np.all(data.reward == 0):
         notes.append("all rewards are zero: the policy can only learn to do nothing")
     counts = np.bincount(data.action, minlength=len(data.actions))
-    never = [data.actions[i].key for i in np.flatnonzero(counts == 0)]
+    never = [data.actions[int(i)].key for i in np.flatnonzero(counts == 0)]
     if never:
         notes.append(f"{len(never)} actions never tried in the history: {', '.join(never[:6])}")
     return notes

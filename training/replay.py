@@ -153,6 +153,7 @@ class _Outputs:
         ]
         for name, shape, dtype in layout:
             size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+            array: np.ndarray
             if shared and size:
                 # an anonymous shared mapping: a forked worker's writes are the parent's too
                 buffer = mmap.mmap(-1, size)

@@ -41,10 +41,12 @@ def _window_stats(
     values = np.zeros(len(ev_ts)) if ev_value is None else np.nan_to_num(ev_value[order])
     cum = np.concatenate([[0.0], np.cumsum(values)])
     # Lexicographic search on (customer, ts) through a structured view of both columns.
-    keys = np.rec.fromarrays([ev_customer, ev_ts], names="c,t")
-    lo = np.searchsorted(keys, np.rec.fromarrays([customer, ts], names="c,t"), side="right")
+    keys = np.rec.fromarrays([ev_customer, ev_ts], formats=None, names="c,t")
+    lo = np.searchsorted(
+        keys, np.rec.fromarrays([customer, ts], formats=None, names="c,t"), side="right"
+    )
     hi = np.searchsorted(
-        keys, np.rec.fromarrays([customer, ts + window], names="c,t"), side="right"
+        keys, np.rec.fromarrays([customer, ts + window], formats=None, names="c,t"), side="right"
     )
     return (hi - lo).astype(float), cum[hi] - cum[lo]
 

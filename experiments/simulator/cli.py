@@ -23,16 +23,22 @@ def run_simulate(
     start: datetime | None = None,
 ) -> None:
     """Simulate ``customers`` over ``days`` under a logging policy and write the three tables."""
-    if logging not in ("uniform", "legacy"):
-        raise ValueError(f"--logging must be uniform or legacy, not {logging!r}")
-    if fmt not in ("parquet", "csv"):
-        raise ValueError(f"--format must be parquet or csv, not {fmt!r}")
+    match logging:
+        case "uniform" | "legacy":
+            policy = logging
+        case _:
+            raise ValueError(f"--logging must be uniform or legacy, not {logging!r}")
+    match fmt:
+        case "parquet" | "csv":
+            file_format = fmt
+        case _:
+            raise ValueError(f"--format must be parquet or csv, not {fmt!r}")
     started = time.perf_counter()
     with console.status(f"simulating {customers:,} customers over {days} days"):
         history = simulate(
-            SimulationConfig(customers=customers, days=days, seed=seed, policy=logging, start=start)
+            SimulationConfig(customers=customers, days=days, seed=seed, policy=policy, start=start)
         )
-        paths = history.write(out, format=fmt)
+        paths = history.write(out, format=file_format)
     console.print(
         f"simulated {customers:,} customers x {days} days in {time.perf_counter() - started:.1f}s: "
         f"{len(history.contacts):,} decisions, {len(history.events):,} events -> {out}"
