@@ -401,6 +401,7 @@ class DecisionEngine:
         if not prepared:
             return
         actions, now = compiled.actions, prepared[0].moment.timestamp()
+        rows: np.ndarray | list[np.ndarray]  # (n, actions, features) or one matrix apiece
         if len(prepared) >= _CHUNK_FEATURES:
             rows = action_feature_matrices(
                 [p.state for p in prepared], actions.actions, now,
