@@ -248,6 +248,12 @@ class ObjectiveSpec(BaseModel):
         return float(self.value_per_conversion or 0.0)
 
     @property
+    def values_its_outcome(self) -> bool:
+        """Whether a conversion can be valued: a reduction reads no event's value, so it needs
+        ``value_per_conversion`` (a version stored before that was required may lack it)."""
+        return self.kind != "reduce" or self.value_per_conversion is not None
+
+    @property
     def attribution_window(self) -> timedelta:
         return timedelta(days=self.attribution_window_days)
 

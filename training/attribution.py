@@ -150,7 +150,7 @@ def _attribute_page(
     window = np.array([days.get(v, np.inf) for v in version.tolist()])
     decided = frame["decided_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64) / 1e9
     due = known & (decided + window * 86_400.0 <= now.timestamp())
-    unvalued = [v for v, o in versions.items() if not _valued(o)]
+    unvalued = [v for v, o in versions.items() if not o.values_its_outcome]
     if unvalued:
         held = due & np.isin(version, unvalued)
         if held.any():
@@ -186,12 +186,6 @@ def _attribute_page(
 
 #: why a reduction's decisions wait: a version stored before value_per_conversion was required
 UNVALUED = "reduce objective version without value_per_conversion"
-
-
-def _valued(objective: Objective) -> bool:
-    """Whether the version can value its outcome: a reduction reads no event's value, so it
-    needs ``value_per_conversion`` (a version stored before that was required may lack it)."""
-    return objective.kind != "reduce" or objective.value_per_conversion is not None
 
 
 def _rewards(rows: pd.DataFrame, objective: Objective, events: pd.DataFrame) -> Any:

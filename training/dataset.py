@@ -172,7 +172,7 @@ def build_training_set(
     Raises ``LearningError`` when the history holds no usable decision for the objective, or
     when a reduce objective has no value per conversion (one stored before that was checked).
     """
-    if objective.kind == "reduce" and objective.value_per_conversion is None:
+    if not objective.values_its_outcome:
         raise LearningError(
             f"objective {objective.id!r}: value_per_conversion is needed to value each "
             f"prevented {objective.outcome.event_type.value} (a reduction has no event whose "
