@@ -161,7 +161,12 @@ def read_customer_ids(path: Path) -> list[str]:
         frame = pd.read_csv(path, dtype=str)
         if "customer_id" not in frame:
             raise InvalidInput(f"{path}: a CSV needs a customer_id column")
-        return frame["customer_id"].dropna().tolist()
+        ids = frame["customer_id"].str.strip()
+        empty = ids.isna() | (ids == "")
+        if empty.any():
+            rows = ", ".join([str(i + 1) for i, blank in enumerate(empty.tolist()) if blank][:5])
+            raise InvalidInput(f"{path}: customer_id is empty in data row(s) {rows}")
+        return ids.tolist()
     return [line.strip() for line in text if line.strip()]
 
 

@@ -43,6 +43,7 @@ from serving.engine_parts import (
     nothing_decision,
     period_key,
 )
+from serving.in_flight import InFlight
 from serving.objective_cache import CompiledObjective, ObjectiveCache
 
 HOUR = 3600.0
@@ -50,6 +51,23 @@ HOUR = 3600.0
 _NO_FEATURES: Mapping[str, float] = MappingProxyType({})
 #: customers of one objective from which a chunk's action features are computed together
 _CHUNK_FEATURES = 8
+
+
+def _chunks(customer_ids: Iterable[str], size: int) -> Iterator[list[str]]:
+    """``customer_ids`` in lists of at most ``size``, none listing a customer twice: a customer
+    listed again starts the next list, so that its decision comes after the previous one's."""
+    ids = iter(customer_ids)
+    while part := list(islice(ids, size)):
+        if len(set(part)) == len(part):
+            yield part
+            continue
+        start, seen = 0, set[str]()
+        for i, cid in enumerate(part):
+            if cid in seen:
+                yield part[start:i]
+                start, seen = i, set()
+            seen.add(cid)
+        yield part[start:]
 
 
 class DecisionEngine:
@@ -82,6 +100,8 @@ class DecisionEngine:
         #: seconds the budget spent per objective and period is reused before reading it again
         self.budget_ttl = budget_ttl
         self._spent: dict[tuple[str, str], tuple[float, float]] = {}
+        #: the customers whose logged decision is being made (a batch's chunk, a call)
+        self._in_flight = InFlight()
         self.budgets = BudgetLeases(
             lambda objective_id, key, amount, limit: store.reserve_spend(
                 objective_id, key, amount, limit=limit
@@ -139,7 +159,21 @@ class DecisionEngine:
         log: bool = True,
     ) -> Decision:
         """The decision for one customer now (or ``as_of``), logged unless ``log=False``."""
-        decision = self._decide_chunk(
+        if not log:
+            return self._decide_one(customer_id, objective_id, request, as_of)
+        with self._in_flight.claim((customer_id,)):
+            decision = self._decide_one(customer_id, objective_id, request, as_of)
+            self.store.log_decision(decision, defer=True)
+        return decision
+
+    def _decide_one(
+        self,
+        customer_id: str,
+        objective_id: str | None,
+        request: Mapping[str, Any] | None,
+        as_of: datetime | None,
+    ) -> Decision:
+        return self._decide_chunk(
             [customer_id],
             states=self._states([customer_id]),
             pending={customer_id: self.store.pending_sends(customer_id)},
@@ -147,9 +181,6 @@ class DecisionEngine:
             requests=(request,),
             as_of=as_of,
         )[0]
-        if log:
-            self.store.log_decision(decision, defer=True)
-        return decision
 
     def decide_many(
         self,
@@ -163,10 +194,13 @@ class DecisionEngine:
     ) -> Iterator[Decision]:
         """Decisions for many customers: the logic of :meth:`decide`, scored and logged in chunks.
 
-        ``customer_ids`` may be any iterable (a segment streamed page by page).
+        ``customer_ids`` may be any iterable (a segment streamed page by page). A customer
+        listed again is decided again, after the chunk of its previous decision was logged, as
+        a second call of :meth:`decide` is: it sees that decision's contact (one voice, caps).
         """
-        ids = iter(customer_ids)
-        while part := list(islice(ids, chunk)):
+        if chunk < 1:
+            raise InvalidInput(f"chunk: must be at least 1, got {chunk}")
+        for part in _chunks(customer_ids, chunk):
             yield from self._decide_logged(
                 part, [request] * len(part), objective_id=objective_id, as_of=as_of, log=log
             )
@@ -201,8 +235,23 @@ class DecisionEngine:
         as_of: datetime | None,
         log: bool,
     ) -> list[Decision]:
-        """One chunk of customers decided, and logged unless ``log=False``."""
-        out = self._decide_chunk(
+        """One chunk of customers decided, and logged unless ``log=False`` (distinct customers:
+        claimed while they are decided and logged, see :mod:`serving.in_flight`)."""
+        if not log:
+            return self._decide_unclaimed(ids, requests, objective_id, as_of)
+        with self._in_flight.claim(ids):
+            out = self._decide_unclaimed(ids, requests, objective_id, as_of)
+            self.store.log_decisions(out, defer=True)
+        return out
+
+    def _decide_unclaimed(
+        self,
+        ids: Sequence[str],
+        requests: Sequence[Mapping[str, Any] | None],
+        objective_id: str | None,
+        as_of: datetime | None,
+    ) -> list[Decision]:
+        return self._decide_chunk(
             ids,
             states=self._states(ids),
             pending=self.store.pending_sends_many(ids),
@@ -210,9 +259,6 @@ class DecisionEngine:
             requests=requests,
             as_of=as_of,
         )
-        if log:
-            self.store.log_decisions(out, defer=True)
-        return out
 
     def _states(self, ids: Sequence[str]) -> dict[str, CustomerState]:
         if len(ids) == 1:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -32,7 +34,11 @@ class Fixed:
 
 @pytest.fixture
 def engine(tmp_path):
-    store = open_store(f"sqlite:///{tmp_path / 'engine.db'}", create=True)
+    return _engine(tmp_path / "engine.db")
+
+
+def _engine(path):
+    store = open_store(f"sqlite:///{path}", create=True)
     store.upsert_customers(
         Customer(
             f"c{i}",
@@ -134,6 +140,74 @@ def test_batch_is_the_same_logic_and_logs_everything(engine):
     assert len(logged) == 40
     ids_given = {d.decision_id for d in batch} | {d.decision_id for d in alone.values()}
     assert len(ids_given) == 44 and all(re.fullmatch("[0-9a-f]{32}", i) for i in ids_given)
+
+
+def test_a_customer_listed_again_in_a_batch_is_decided_as_a_second_call(engine, tmp_path):
+    """A batch that lists a customer twice gives what two calls in a row give: the second
+    decision sees the first one's contact, instead of a second contact in the same chunk."""
+    ids = [f"c{i}" for i in range(1, 40, 2)]  # basic plan: in the premium upsell segment
+    first = list(engine.decide_many(ids, objective_id="premium_upsell", as_of=NOW, log=False))
+    contacted = [d.customer_id for d in first if not d.action.is_nothing]
+    assert len(contacted) >= 2, "the random policy contacts some of 20 customers"
+    a, b = contacted[:2]
+    listed = [a, b, a, "c2", b, a]
+    batch = list(engine.decide_many(listed, objective_id="premium_upsell", as_of=NOW, chunk=4))
+    alone = _engine(tmp_path / "alone.db")
+    calls = [alone.decide(c, objective_id="premium_upsell", as_of=NOW) for c in listed]
+    assert [d.customer_id for d in batch] == listed
+    for together, single in zip(batch, calls, strict=True):
+        assert (together.action, together.propensity) == (single.action, single.propensity)
+        assert together.blocked == single.blocked
+    assert not batch[0].action.is_nothing and not batch[1].action.is_nothing
+    for again in (batch[2], batch[4], batch[5]):
+        assert again.action.is_nothing
+        assert any(blocked.rule == "one_voice" for blocked in again.blocked)
+    engine.store.flush_decisions()
+    sends = [d.decision.customer_id for d in engine.store.iter_decisions("premium_upsell")
+             if d.status == "scheduled"]  # fmt: skip
+    assert sends.count(a) == sends.count(b) == 1
+
+
+class _Slow(RandomPolicy):
+    """Scores a chunk slowly, saying when it started: a batch caught in the middle."""
+
+    def __init__(self) -> None:
+        super().__init__(seed=1)
+        self.scoring = threading.Event()
+
+    def action_distributions(self, batch):
+        self.scoring.set()
+        time.sleep(0.3)
+        return super().action_distributions(batch)
+
+
+def test_a_call_for_a_customer_a_batch_is_deciding_waits_for_its_decision(engine):
+    """A batch's chunk (in a worker thread, as the API streams it) and a call for one of its
+    customers never both contact: the call waits for the chunk's decision and sees it."""
+    ids = [f"c{i}" for i in range(1, 40, 2)]
+    first = engine.decide_many(ids, objective_id="premium_upsell", as_of=NOW, log=False)
+    contacted = next(d.customer_id for d in first if not d.action.is_nothing)
+    slow = _Slow()
+    engine.policies = Fixed(slow)
+    batch: list = []
+    worker = threading.Thread(
+        target=lambda: batch.extend(
+            engine.decide_many(ids, objective_id="premium_upsell", as_of=NOW)
+        )
+    )
+    worker.start()
+    assert slow.scoring.wait(5)
+    call = engine.decide(contacted, objective_id="premium_upsell", as_of=NOW)
+    worker.join()
+    in_batch = next(d for d in batch if d.customer_id == contacted)
+    assert not in_batch.action.is_nothing
+    assert call.action.is_nothing and any(b.rule == "one_voice" for b in call.blocked)
+    assert len(engine._in_flight) == 0
+
+
+def test_decide_many_refuses_an_empty_chunk(engine):
+    with pytest.raises(InvalidInput, match="chunk"):
+        list(engine.decide_many(["c1"], chunk=0))
 
 
 def test_decide_each_gives_each_call_its_own_decision_in_one_chunk(engine):
