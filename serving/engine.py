@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import replace
 from datetime import UTC, datetime
 from itertools import islice
@@ -159,27 +160,8 @@ class DecisionEngine:
         log: bool = True,
     ) -> Decision:
         """The decision for one customer now (or ``as_of``), logged unless ``log=False``."""
-        if not log:
-            return self._decide_one(customer_id, objective_id, request, as_of)
-        with self._in_flight.claim((customer_id,)):
-            decision = self._decide_one(customer_id, objective_id, request, as_of)
-            self.store.log_decision(decision, defer=True)
-        return decision
-
-    def _decide_one(
-        self,
-        customer_id: str,
-        objective_id: str | None,
-        request: Mapping[str, Any] | None,
-        as_of: datetime | None,
-    ) -> Decision:
-        return self._decide_chunk(
-            [customer_id],
-            states=self._states([customer_id]),
-            pending={customer_id: self.store.pending_sends(customer_id)},
-            objective_id=objective_id,
-            requests=(request,),
-            as_of=as_of,
+        return self._decide_logged(
+            [customer_id], [request], objective_id=objective_id, as_of=as_of, log=log
         )[0]
 
     def decide_many(
@@ -237,28 +219,18 @@ class DecisionEngine:
     ) -> list[Decision]:
         """One chunk of customers decided, and logged unless ``log=False`` (distinct customers:
         claimed while they are decided and logged, see :mod:`serving.in_flight`)."""
-        if not log:
-            return self._decide_unclaimed(ids, requests, objective_id, as_of)
-        with self._in_flight.claim(ids):
-            out = self._decide_unclaimed(ids, requests, objective_id, as_of)
-            self.store.log_decisions(out, defer=True)
+        with self._in_flight.claim(ids) if log else nullcontext():
+            out = self._decide_chunk(
+                ids,
+                states=self._states(ids),
+                pending=self.store.pending_sends_many(ids),
+                objective_id=objective_id,
+                requests=requests,
+                as_of=as_of,
+            )
+            if log:
+                self.store.log_decisions(out, defer=True)
         return out
-
-    def _decide_unclaimed(
-        self,
-        ids: Sequence[str],
-        requests: Sequence[Mapping[str, Any] | None],
-        objective_id: str | None,
-        as_of: datetime | None,
-    ) -> list[Decision]:
-        return self._decide_chunk(
-            ids,
-            states=self._states(ids),
-            pending=self.store.pending_sends_many(ids),
-            objective_id=objective_id,
-            requests=requests,
-            as_of=as_of,
-        )
 
     def _states(self, ids: Sequence[str]) -> dict[str, CustomerState]:
         if len(ids) == 1:
