@@ -155,6 +155,15 @@ def _decisions(r: dict[str, Any]) -> list[Figure]:
             Figure("decisions", f"{name}: batch vs bare loop",
                    _get(r, "batch", name, "vs_bare"), "ratio"),
         ]  # fmt: skip
+        split = _get(r, "batch", name, "split") or {}
+        if split:
+            k = split.get("processes")
+            out += [
+                Figure("decisions", f"{name}: batch split across {k} processes",
+                       split.get("customers_per_s"), "customers/s"),
+                Figure("decisions", f"{name}: {k} processes vs 1 (same run)",
+                       split.get("speedup"), "ratio"),
+            ]  # fmt: skip
     out.append(Figure("decisions", "bare loop (states + uniform draw)",
                       _get(r, "batch", "bare", "customers_per_s"), "customers/s"))  # fmt: skip
     return out

@@ -8,7 +8,10 @@ through ``DecisionEngine``:
   p99 latency, split into policy time, store reads (state, pending sends, budget), store
   writes (decision log, budget reservation) and the rest (guardrails, features, explanation);
 * ``decide_many`` over every customer: customers per second, against a bare loop over the same
-  chunks that only reads the states and draws a uniform action (measured in the same run).
+  chunks that only reads the states and draws a uniform action (measured in the same run);
+* the same batch split across processes (``decisioning decide --workers``, each process with
+  its own engine and store on a copy of the database): customers per second together,
+  against one such process deciding them all in the same conditions.
 
     python -m experiments.bench_decisions --customers 20000 --days 14 --json data/bench/decisions.json
 """
@@ -17,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
@@ -35,6 +40,8 @@ from experiments.bench import machine_info
 from experiments.quality import example_objective
 from experiments.simulator import SimulationConfig, simulate
 from models.compiled import compile_policy
+from serving.batch_processes import ProcessBatch
+from serving.cli_models import decision_line
 from serving.engine import DecisionEngine
 from serving.service import settle_memory
 from training.dataset import build_training_set
@@ -42,6 +49,8 @@ from training.fit import LearnerSettings, fit_candidates, to_batch
 
 TARGET_P99_MS = 1.0
 TARGET_BATCH_PER_S = 20_000.0
+#: processes a batch is split across in the split measurement (this benchmark's machine: 2 cores)
+SPLIT_PROCESSES = 2
 LEARNERS = ("lightgbm_greedy", "vw_bandit")
 _READS = ("get_state", "get_states", "pending_sends", "pending_sends_many", "spent")
 _WRITES = ("log_decision", "log_decisions", "reserve_spend")
@@ -151,6 +160,7 @@ def prepare(
     objective = example_objective("premium_upsell").activate()
     store.save_objective(objective.model_dump(mode="json"))
     timings["load_store_s"] = time.perf_counter() - start
+    _snapshot(workdir / "bench.db", workdir / "before_batches.db")  # split batches start here
     start = time.perf_counter()
     store.warm()
     timings["warm_s"] = time.perf_counter() - start
@@ -179,11 +189,22 @@ def prepare(
         "objective": objective,
         "policies": {name: fitted.policies[name] for name in LEARNERS},
         "customer_ids": [str(c) for c in ids],
+        "before_batches": workdir / "before_batches.db",
         "segment_ids": [str(c) for c in basic],
         "as_of": first + timedelta(days=days, hours=1),
         "training_examples": len(data),
         "timings": timings,
     }
+
+
+def _snapshot(database: Path, to: Path) -> None:
+    """A consistent copy of a SQLite database (its write-ahead log included)."""
+    source, target = sqlite3.connect(database), sqlite3.connect(to)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
 
 
 def _pct(values: np.ndarray, q: float) -> float:
@@ -255,6 +276,41 @@ def batch_throughput(world: dict[str, Any], learner: str, seed: int) -> dict[str
     }
 
 
+def split_throughput(
+    world: dict[str, Any], learner: str, processes: int, seed: int, workdir: Path
+) -> dict[str, Any]:
+    """``decisioning decide --workers``'s batch over every customer (``ProcessBatch``).
+
+    Each process opens its own hot store on one copy of the database as it was before any
+    batch, and the decisions come back as the command writes them (JSON lines). The rate
+    counts from the moment every process had its engine (their start is ``start_s``).
+    """
+    database = workdir / f"split_{processes}.db"
+    shutil.copyfile(world["before_batches"], database)
+    url = f"sqlite:///{database}"
+
+    def open_engine() -> DecisionEngine:  # in each forked process, as the service builds it
+        store = open_store(url, hot=True, hot_ttl=3600.0, log_process=True)
+        store.warm()
+        settle_memory()
+        policies = OnePolicy(TimedPolicy(world["policies"][learner]), f"bench/{learner}")
+        return DecisionEngine(store=store, policies=policies, seed=seed)
+
+    batch = ProcessBatch(
+        open_engine, world["customer_ids"], processes=processes, render=decision_line,
+        as_of=world["as_of"],
+    )  # fmt: skip
+    count = sum(len(lines) for lines in batch)
+    assert batch.deciding_s is not None and batch.ready_s is not None
+    return {
+        "processes": processes,
+        "customers": count,
+        "seconds": batch.deciding_s,
+        "customers_per_s": count / batch.deciding_s,
+        "start_s": batch.ready_s,
+    }
+
+
 def bare_throughput(
     world: dict[str, Any], seed: int, chunk: int = 500, *, store: Store | None = None
 ) -> dict[str, Any]:
@@ -290,7 +346,21 @@ def run(
         with open_store(world["store"].url) as cold:
             bare_database = bare_throughput(world, seed, store=cold)
         batch: dict[str, Any] = {n: batch_throughput(world, n, seed) for n in LEARNERS}
-        world["store"].close()
+        world["store"].close()  # before forking: the processes open their own
+        split = {
+            n: {k: split_throughput(world, n, k, seed, Path(tmp)) for k in (1, SPLIT_PROCESSES)}
+            for n in LEARNERS
+        }
+    for name, runs in split.items():
+        one, many = runs[1], runs[SPLIT_PROCESSES]
+        batch[name]["split"] = {
+            "processes": SPLIT_PROCESSES,
+            "customers": many["customers"],
+            "customers_per_s": many["customers_per_s"],
+            "one_process_customers_per_s": one["customers_per_s"],
+            "speedup": many["customers_per_s"] / one["customers_per_s"],
+            "start_s": many["start_s"],
+        }
     for name in LEARNERS:
         batch[name]["vs_bare"] = batch[name]["customers_per_s"] / bare["customers_per_s"]
         batch[name]["cpu_vs_bare"] = (
@@ -334,6 +404,12 @@ def print_table(report: dict[str, Any], out: Callable[[str], None] = print) -> N
         out(f"{'':<18}CPU time per decision p50 {s['cpu_p50_ms']:.3f} ms, p99 "
             f"{s['cpu_p99_ms']:.3f} ms; batch {b['customers_per_cpu_s']:,.0f} customers per "
             f"CPU-second ({b['cpu_vs_bare']:.3f} of bare)")  # fmt: skip
+        split = b.get("split")
+        if split:
+            out(f"{'':<18}split across {split['processes']} processes: "
+                f"{split['customers_per_s']:,.0f} customers/s together, against "
+                f"{split['one_process_customers_per_s']:,.0f} for one process "
+                f"(x{split['speedup']:.2f})")  # fmt: skip
     bare = report["batch"]["bare"]
     out(f"{'bare loop':<18}{'':>72}{bare['customers_per_s']:>11,.0f}{1:>9.3f}")
     out(f"{'':<18}batch {bare['customers_per_cpu_s']:,.0f} customers per CPU-second")

@@ -279,6 +279,13 @@ def decide(
     at: Annotated[
         str | None, typer.Option(help="decide as of this ISO timestamp (backtest); default now")
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="processes to split the batch across (one per core; lines then come "
+            "grouped by process)"
+        ),
+    ] = 1,
     data_dir: DataDir = None,
 ) -> None:
     """Batch decisions for customers, through the same code path as the API, logged."""
@@ -287,7 +294,7 @@ def decide(
     settings = load_settings(data_dir)
     _run(lambda: run_decide(
         settings=settings, objective_id=objective, customers=customers, out=out,
-        at=parse_timestamp(at) if at else None, console=console,
+        at=parse_timestamp(at) if at else None, console=console, workers=workers,
     ))  # fmt: skip
 
 

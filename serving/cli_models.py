@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -178,22 +179,56 @@ def run_decide(
     out: Path,
     at: datetime | None,
     console: Console,
+    workers: int = 1,
 ) -> int:
-    """``decisioning decide``: a batch of decisions written as JSON lines, each one logged."""
+    """``decisioning decide``: a batch of decisions written as JSON lines, each one logged.
+
+    With ``workers`` above 1 the batch is split across as many processes
+    (:mod:`serving.batch_processes`), and the lines come grouped by process.
+    """
     from serving.service import build_engine
 
+    if workers < 1:
+        raise InvalidInput(f"--workers: must be at least 1, got {workers}")
     ids = read_customer_ids(customers)
+    if workers > 1:
+        from decisioning.store import open_store
+        from serving.batch_processes import ProcessBatch
+
+        # the objective is checked first, on a store opened and closed here: the processes
+        # are forked from this one, which must not run the threads of an engine
+        with open_store(settings.resolved_database_url, create=True) as store:
+            load_objective(store, objective_id)
+        batch = ProcessBatch(
+            lambda: build_engine(settings), ids, processes=workers, render=decision_line,
+            objective_id=objective_id, as_of=at,
+        )  # fmt: skip
+        return _write_lines(batch, out, len(ids), console)
     engine = build_engine(settings)
-    engine.objective(objective_id)  # unknown objective: a clear error before any work
+    try:
+        engine.objective(objective_id)  # unknown objective: a clear error before any work
+        decisions = engine.decide_many(ids, objective_id=objective_id, as_of=at)
+        return _write_lines(([decision_line(d)] for d in decisions), out, len(ids), console)
+    finally:
+        engine.close()  # the budget leased and not spent goes back
+        engine.store.close()
+
+
+def _write_lines(parts: Iterable[list[str]], out: Path, total: int, console: Console) -> int:
     count = 0
     with out.open("w") as fh, _progress(console) as progress:
-        task = progress.add_task("deciding", total=len(ids))
-        for decision in engine.decide_many(ids, objective_id=objective_id, as_of=at):
-            fh.write(json.dumps(decision_json(decision)) + "\n")
-            count += 1
-            progress.advance(task)
+        task = progress.add_task("deciding", total=total)
+        for lines in parts:
+            fh.writelines(lines)
+            count += len(lines)
+            progress.advance(task, len(lines))
     console.print(f"{count:,} decisions written to {out}")
     return count
+
+
+def decision_line(decision: Any) -> str:
+    """A decision as one line of the command line's output (JSON, with its newline)."""
+    return orjson.dumps(decision_json(decision), option=orjson.OPT_APPEND_NEWLINE).decode()
 
 
 def decision_json(decision: Any) -> dict[str, Any]:
@@ -207,9 +242,11 @@ def decision_json(decision: Any) -> dict[str, Any]:
         "action": decision.action.key,
         "channel": decision.action.channel.value,
         "send_at": decision.send_at.isoformat() if decision.send_at else None,
-        "propensity": decision.propensity,
+        "propensity": float(decision.propensity),
         "model_version": decision.model_version,
-        "expected_value": decision.expected_value,
+        "expected_value": None
+        if decision.expected_value is None
+        else float(decision.expected_value),
         "holdout": decision.holdout,
         "fallback": decision.fallback,
         "blocked": [

@@ -38,6 +38,10 @@ def test_decision_benchmark_writes_its_figures(decisions_report: dict) -> None:
         assert r["batch"][name]["customers"] == r["customers"]
         assert r["batch"][name]["customers_per_s"] > 0
         assert r["batch"][name]["vs_bare"] > 0
+        split = r["batch"][name]["split"]
+        assert split["processes"] == bench_decisions.SPLIT_PROCESSES
+        assert split["customers"] == r["customers"] and split["start_s"] > 0
+        assert split["customers_per_s"] > 0 and split["one_process_customers_per_s"] > 0
     assert r["batch"]["bare"]["customers"] == r["customers"]
     assert {"cores", "memory_gb", "cpu", "python"} <= set(r["machine"])
 

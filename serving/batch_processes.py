@@ -1,0 +1,172 @@
+"""Batch decisions split across processes: one engine per core for a large list of customers.
+
+One Python process decides on one core. A batch split across ``processes`` forked processes,
+each with its own engine (store connections, hot customer view, policies), decides on as many
+cores. A customer is always decided by the same process (a stable hash of its id), so a
+customer listed twice is decided twice, in order, by one engine that sees its first decision
+(one voice, caps), as a single engine does. What the processes share goes through the store:
+each logs its decisions to the one decision log, and budgets are paid from leases reserved in
+the store (``serving.budget_leases``), exact across processes.
+
+The processes send back each decision rendered (a line of text) and the lines come in the
+order they are decided: grouped by process, not in the order of the input.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import pickle
+import queue
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from decisioning.decision import Decision
+from decisioning.errors import InvalidInput
+from serving.engine import DecisionEngine
+
+#: seconds between two looks at whether a silent process died
+_POLL = 1.0
+
+
+def process_of(customer_id: str, processes: int) -> int:
+    """The process (0 to ``processes - 1``) that decides ``customer_id``, the same every run."""
+    return zlib.crc32(customer_id.encode()) % processes
+
+
+class ProcessBatch:
+    """Decisions for ``customer_ids`` from ``processes`` processes; iterate for the lines.
+
+    ``open_engine`` builds a process's engine; it runs in each forked process, after the fork
+    (an engine's connections, threads and helper processes are never shared). The first
+    process builds its engine before the others do theirs; they all wait until every one has
+    its engine, then decide together. ``render`` turns a decision
+    into its line. Iterating yields lists of lines as they arrive; a process that fails raises
+    its error here, and the others are stopped.
+
+    After the iteration, ``ready_s`` says how long the engines took to start and
+    ``deciding_s`` how long the deciding took (from the moment all were ready).
+    """
+
+    def __init__(
+        self,
+        open_engine: Callable[[], DecisionEngine],
+        customer_ids: Sequence[str],
+        *,
+        processes: int,
+        render: Callable[[Decision], str],
+        objective_id: str | None = None,
+        as_of: datetime | None = None,
+        chunk: int = 500,
+    ) -> None:
+        if processes < 1:
+            raise InvalidInput(f"processes: must be at least 1, got {processes}")
+        if chunk < 1:
+            raise InvalidInput(f"chunk: must be at least 1, got {chunk}")
+        if "fork" not in mp.get_all_start_methods():
+            raise InvalidInput("processes: deciding in several processes needs fork (Linux)")
+        self.open_engine, self.render = open_engine, render
+        self.objective_id, self.as_of, self.chunk = objective_id, as_of, chunk
+        self.parts: list[list[str]] = [[] for _ in range(processes)]
+        for cid in customer_ids:
+            self.parts[process_of(cid, processes)].append(cid)
+        self.ready_s: float | None = None
+        self.deciding_s: float | None = None
+
+    def __iter__(self) -> Iterator[list[str]]:
+        context = mp.get_context("fork")
+        answers = context.Queue()
+        first_up, start_line = context.Event(), context.Barrier(len(self.parts))
+        workers = [
+            context.Process(
+                target=self._work, args=(k, part, first_up, start_line, answers), daemon=True
+            )
+            for k, part in enumerate(self.parts)
+        ]
+        begun = time.perf_counter()
+        for worker in workers:
+            worker.start()
+        try:
+            yield from self._collect(workers, answers, begun)
+        finally:
+            for worker in workers:
+                if worker.is_alive():
+                    worker.terminate()
+                worker.join()
+
+    def _collect(self, workers: list[Any], answers: Any, begun: float) -> Iterator[list[str]]:
+        ready, ended, ready_at = 0, 0, begun
+        broken: BaseException | None = None  # a process stopped by another's failure
+        while ended < len(workers):
+            try:
+                kind, k, payload = answers.get(timeout=_POLL)
+            except queue.Empty:
+                for k, worker in enumerate(workers):
+                    if worker.exitcode not in (None, 0):
+                        raise RuntimeError(
+                            f"batch process {k} ended with exit code {worker.exitcode}"
+                        ) from None
+                continue
+            if kind == "lines":
+                yield payload
+            elif kind == "ready":
+                ready += 1
+                if ready == len(workers):
+                    ready_at = time.perf_counter()
+                    self.ready_s = ready_at - begun
+            else:  # "done" or "error"
+                ended += 1
+                if kind == "error":
+                    err = pickle.loads(payload)
+                    if not isinstance(err, threading.BrokenBarrierError):
+                        raise err
+                    broken = err  # the failure that broke the start line comes too
+        if broken is not None:
+            raise RuntimeError("a batch process stopped before deciding") from broken
+        self.deciding_s = time.perf_counter() - ready_at
+
+    def _work(self, k: int, ids: list[str], first_up: Any, start_line: Any, answers: Any) -> None:
+        """In the forked process ``k``: build the engine, decide ``ids``, send the lines.
+
+        The first process builds its engine alone, the others once it has: what an engine
+        creates on its first start (the store's tables, the MLflow store's) is created once.
+        """
+        try:
+            if k:
+                first_up.wait()
+            try:
+                engine = self.open_engine()
+            finally:
+                if not k:
+                    first_up.set()
+            answers.put(("ready", k, None))
+            start_line.wait()
+            lines: list[str] = []
+            for decision in engine.decide_many(
+                ids, objective_id=self.objective_id, as_of=self.as_of, chunk=self.chunk
+            ):
+                lines.append(self.render(decision))
+                if len(lines) == self.chunk:
+                    answers.put(("lines", k, lines))
+                    lines = []
+            if lines:
+                answers.put(("lines", k, lines))
+            engine.close()  # the budget leased and not spent goes back
+            engine.store.close()  # the queued decision log is inserted
+            answers.put(("done", k, None))
+        except BaseException as err:  # noqa: BLE001 - the parent raises it
+            start_line.abort()  # the others stop waiting for this one
+            answers.put(("error", k, _pickled(err)))
+
+
+def _pickled(err: BaseException) -> bytes:
+    """The error, pickled to raise in the parent (its text, when it cannot be pickled)."""
+    try:
+        data = pickle.dumps(err)
+        pickle.loads(data)
+        return data
+    except Exception:  # noqa: BLE001 - any error becomes a RuntimeError with its text
+        return pickle.dumps(RuntimeError(f"{type(err).__name__}: {err}"))
