@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from decisioning.objectives import Objective
 from decisioning.policy import DecisionContext, Policy, ServedPolicy
 from decisioning.store import Store, open_store
 from experiments.bench import machine_info
+from experiments.closed_loop.setup import copy_database
 from experiments.quality import example_objective
 from experiments.simulator import SimulationConfig, simulate
 from models.compiled import compile_policy
@@ -160,7 +160,7 @@ def prepare(
     objective = example_objective("premium_upsell").activate()
     store.save_objective(objective.model_dump(mode="json"))
     timings["load_store_s"] = time.perf_counter() - start
-    _snapshot(workdir / "bench.db", workdir / "before_batches.db")  # split batches start here
+    copy_database(workdir / "bench.db", workdir / "before_batches.db")  # split batches start here
     start = time.perf_counter()
     store.warm()
     timings["warm_s"] = time.perf_counter() - start
@@ -195,16 +195,6 @@ def prepare(
         "training_examples": len(data),
         "timings": timings,
     }
-
-
-def _snapshot(database: Path, to: Path) -> None:
-    """A consistent copy of a SQLite database (its write-ahead log included)."""
-    source, target = sqlite3.connect(database), sqlite3.connect(to)
-    try:
-        source.backup(target)
-    finally:
-        source.close()
-        target.close()
 
 
 def _pct(values: np.ndarray, q: float) -> float:

@@ -93,8 +93,8 @@ def history_store(warmup: Warmup, objective: Objective, path: Path) -> Path:
     return path
 
 
-def copy_store(source: Path, target: Path) -> Store:
-    """A copy of the SQLite store at ``source`` (consistent, WAL included), opened."""
+def copy_database(source: Path, target: Path) -> None:
+    """A consistent copy of the SQLite database at ``source`` (its WAL included)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     for suffix in ("", "-wal", "-shm"):
         Path(f"{target}{suffix}").unlink(missing_ok=True)
@@ -104,6 +104,11 @@ def copy_store(source: Path, target: Path) -> Store:
     finally:
         src.close()
         dst.close()
+
+
+def copy_store(source: Path, target: Path) -> Store:
+    """A copy of the SQLite store at ``source`` (consistent, WAL included), opened."""
+    copy_database(source, target)
     return open_store(f"sqlite:///{target}")
 
 
