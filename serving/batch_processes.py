@@ -41,10 +41,11 @@ class ProcessBatch:
     """Decisions for ``customer_ids`` from ``processes`` processes; iterate for the lines.
 
     ``open_engine`` builds a process's engine; it runs in each forked process, after the fork
-    (an engine's connections, threads and helper processes are never shared). The first
-    process builds its engine before the others do theirs; they all wait until every one has
-    its engine, then decide together. ``render`` turns a decision
-    into its line. Iterating yields lists of lines as they arrive; a process that fails raises
+    (an engine's connections, threads and helper processes are never shared). ``prepare``, if
+    given, runs first in a forked process of its own, before any engine is built: what the
+    engines would otherwise race to create on a first start (an MLflow store's tables). The
+    processes wait until every one has its engine, then decide together. ``render`` turns a
+    decision into its line. Iterating yields lists of lines as they arrive; a process that fails raises
     its error here, and the others are stopped.
 
     After the iteration, ``ready_s`` says how long the engines took to start and
@@ -61,6 +62,7 @@ class ProcessBatch:
         objective_id: str | None = None,
         as_of: datetime | None = None,
         chunk: int = 500,
+        prepare: Callable[[], object] | None = None,
     ) -> None:
         if processes < 1:
             raise InvalidInput(f"processes: must be at least 1, got {processes}")
@@ -68,7 +70,7 @@ class ProcessBatch:
             raise InvalidInput(f"chunk: must be at least 1, got {chunk}")
         if "fork" not in mp.get_all_start_methods():
             raise InvalidInput("processes: deciding in several processes needs fork (Linux)")
-        self.open_engine, self.render = open_engine, render
+        self.open_engine, self.render, self.prepare = open_engine, render, prepare
         self.objective_id, self.as_of, self.chunk = objective_id, as_of, chunk
         self.parts: list[list[str]] = [[] for _ in range(processes)]
         for cid in customer_ids:
@@ -79,14 +81,14 @@ class ProcessBatch:
     def __iter__(self) -> Iterator[list[str]]:
         context = mp.get_context("fork")
         answers = context.Queue()
-        first_up, start_line = context.Event(), context.Barrier(len(self.parts))
+        begun = time.perf_counter()
+        if self.prepare is not None:
+            self._prepare(context, answers)
+        start_line = context.Barrier(len(self.parts))
         workers = [
-            context.Process(
-                target=self._work, args=(k, part, first_up, start_line, answers), daemon=True
-            )
+            context.Process(target=self._work, args=(k, part, start_line, answers), daemon=True)
             for k, part in enumerate(self.parts)
         ]
-        begun = time.perf_counter()
         for worker in workers:
             worker.start()
         try:
@@ -96,6 +98,32 @@ class ProcessBatch:
                 if worker.is_alive():
                     worker.terminate()
                 worker.join()
+
+    def _prepare(self, context: Any, answers: Any) -> None:
+        def run() -> None:
+            try:
+                assert self.prepare is not None
+                self.prepare()
+                answers.put(("done", -1, None))
+            except BaseException as err:  # noqa: BLE001 - the parent raises it
+                answers.put(("error", -1, _pickled(err)))
+
+        process = context.Process(target=run, daemon=True)
+        process.start()
+        try:
+            while True:
+                try:
+                    kind, _, payload = answers.get(timeout=_POLL)
+                    break
+                except queue.Empty:
+                    if process.exitcode not in (None, 0):
+                        raise RuntimeError(
+                            f"the batch's preparing process ended with exit code {process.exitcode}"
+                        ) from None
+        finally:
+            process.join()
+        if kind == "error":
+            raise pickle.loads(payload)
 
     def _collect(self, workers: list[Any], answers: Any, begun: float) -> Iterator[list[str]]:
         ready, ended, ready_at = 0, 0, begun
@@ -128,20 +156,10 @@ class ProcessBatch:
             raise RuntimeError("a batch process stopped before deciding") from broken
         self.deciding_s = time.perf_counter() - ready_at
 
-    def _work(self, k: int, ids: list[str], first_up: Any, start_line: Any, answers: Any) -> None:
-        """In the forked process ``k``: build the engine, decide ``ids``, send the lines.
-
-        The first process builds its engine alone, the others once it has: what an engine
-        creates on its first start (the store's tables, the MLflow store's) is created once.
-        """
+    def _work(self, k: int, ids: list[str], start_line: Any, answers: Any) -> None:
+        """In the forked process ``k``: build the engine, decide ``ids``, send the lines."""
         try:
-            if k:
-                first_up.wait()
-            try:
-                engine = self.open_engine()
-            finally:
-                if not k:
-                    first_up.set()
+            engine = self.open_engine()
             answers.put(("ready", k, None))
             start_line.wait()
             lines: list[str] = []

@@ -194,14 +194,17 @@ def run_decide(
     if workers > 1:
         from decisioning.store import open_store
         from serving.batch_processes import ProcessBatch
+        from training.registry import CHAMPION, alias_version, connect
 
         # the objective is checked first, on a store opened and closed here: the processes
-        # are forked from this one, which must not run the threads of an engine
+        # are forked from this one, which must not run the threads of an engine (the modules
+        # they need are imported once, here)
         with open_store(settings.resolved_database_url, create=True) as store:
             load_objective(store, objective_id)
         batch = ProcessBatch(
             lambda: build_engine(settings), ids, processes=workers, render=decision_line,
             objective_id=objective_id, as_of=at,
+            prepare=lambda: alias_version(connect(settings), objective_id, CHAMPION),
         )  # fmt: skip
         return _write_lines(batch, out, len(ids), console)
     engine = build_engine(settings)

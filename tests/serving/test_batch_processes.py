@@ -156,3 +156,25 @@ def test_sizes_below_one_are_refused(tmp_path, field, value):
     sizes = {"processes": 2, "chunk": 10, field: value}
     with pytest.raises(InvalidInput, match=field):
         ProcessBatch(lambda: None, IDS, render=_render, **sizes)  # type: ignore[arg-type]
+
+
+def test_prepare_runs_once_before_any_engine_and_its_error_stops_the_batch(tmp_path):
+    url = _world(tmp_path / "prepare.db")
+    mark = tmp_path / "prepared"
+
+    def prepare():
+        with mark.open("a") as fh:
+            fh.write("once\n")
+
+    def open_engine():
+        assert mark.read_text() == "once\n"  # prepared, once, before this engine
+        return _opener(url)()
+
+    batch = ProcessBatch(open_engine, IDS, processes=2, render=_render, prepare=prepare)
+    assert len([line for lines in batch for line in lines]) == len(IDS)
+
+    def refuses():
+        raise InvalidInput("registry: cannot be reached")
+
+    with pytest.raises(InvalidInput, match="registry"):
+        list(ProcessBatch(_opener(url), IDS, processes=2, render=_render, prepare=refuses))
