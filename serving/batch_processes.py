@@ -45,8 +45,8 @@ class ProcessBatch:
     given, runs first in a forked process of its own, before any engine is built: what the
     engines would otherwise race to create on a first start (an MLflow store's tables). The
     processes wait until every one has its engine, then decide together. ``render`` turns a
-    decision into its line. Iterating yields lists of lines as they arrive; a process that fails raises
-    its error here, and the others are stopped.
+    decision into its line. Iterating yields lists of lines as they arrive; a process that
+    fails raises its error here, and the others are stopped.
 
     After the iteration, ``ready_s`` says how long the engines took to start and
     ``deciding_s`` how long the deciding took (from the moment all were ready).
@@ -100,44 +100,29 @@ class ProcessBatch:
                 worker.join()
 
     def _prepare(self, context: Any, answers: Any) -> None:
-        def run() -> None:
-            try:
-                assert self.prepare is not None
-                self.prepare()
-                answers.put(("done", -1, None))
-            except BaseException as err:  # noqa: BLE001 - the parent raises it
-                answers.put(("error", -1, _pickled(err)))
-
-        process = context.Process(target=run, daemon=True)
+        process = context.Process(target=self._run_prepare, args=(answers,), daemon=True)
         process.start()
         try:
-            while True:
-                try:
-                    kind, _, payload = answers.get(timeout=_POLL)
-                    break
-                except queue.Empty:
-                    if process.exitcode not in (None, 0):
-                        raise RuntimeError(
-                            f"the batch's preparing process ended with exit code {process.exitcode}"
-                        ) from None
+            kind, _, payload = _next(answers, [process])
         finally:
             process.join()
         if kind == "error":
             raise pickle.loads(payload)
 
+    def _run_prepare(self, answers: Any) -> None:
+        """In the forked preparing process: run ``prepare``, say how it went."""
+        assert self.prepare is not None
+        try:
+            self.prepare()
+            answers.put(("done", -1, None))
+        except BaseException as err:  # noqa: BLE001 - the parent raises it
+            answers.put(("error", -1, _pickled(err)))
+
     def _collect(self, workers: list[Any], answers: Any, begun: float) -> Iterator[list[str]]:
         ready, ended, ready_at = 0, 0, begun
         broken: BaseException | None = None  # a process stopped by another's failure
         while ended < len(workers):
-            try:
-                kind, k, payload = answers.get(timeout=_POLL)
-            except queue.Empty:
-                for k, worker in enumerate(workers):
-                    if worker.exitcode not in (None, 0):
-                        raise RuntimeError(
-                            f"batch process {k} ended with exit code {worker.exitcode}"
-                        ) from None
-                continue
+            kind, _, payload = _next(answers, workers)
             if kind == "lines":
                 yield payload
             elif kind == "ready":
@@ -178,6 +163,19 @@ class ProcessBatch:
         except BaseException as err:  # noqa: BLE001 - the parent raises it
             start_line.abort()  # the others stop waiting for this one
             answers.put(("error", k, _pickled(err)))
+
+
+def _next(answers: Any, processes: list[Any]) -> tuple[str, int, Any]:
+    """The next message from ``processes``; raises if one of them died without a word."""
+    while True:
+        try:
+            return answers.get(timeout=_POLL)  # type: ignore[no-any-return]
+        except queue.Empty:
+            for k, process in enumerate(processes):
+                if process.exitcode not in (None, 0):
+                    raise RuntimeError(
+                        f"batch process {k} ended with exit code {process.exitcode}"
+                    ) from None
 
 
 def _pickled(err: BaseException) -> bytes:
