@@ -8,8 +8,10 @@ customer listed twice is decided twice, in order, by one engine that sees its fi
 each logs its decisions to the one decision log, and budgets are paid from leases reserved in
 the store (``serving.budget_leases``), exact across processes.
 
-The processes send back each decision rendered (a line of text) and the lines come in the
-order they are decided: grouped by process, not in the order of the input.
+The processes send back each decision rendered (a line of text), and the lines come out in
+the order of the input, as one engine writes them: a process's lines wait in the parent until
+the lines listed before them have come (processes given equal shares decide at about the same
+pace, so few wait).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import queue
 import threading
 import time
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -45,8 +48,9 @@ class ProcessBatch:
     given, runs first in a forked process of its own, before any engine is built: what the
     engines would otherwise race to create on a first start (an MLflow store's tables). The
     processes wait until every one has its engine, then decide together. ``render`` turns a
-    decision into its line. Iterating yields lists of lines as they arrive; a process that
-    fails raises its error here, and the others are stopped.
+    decision into its line. Iterating yields lists of lines in the order of ``customer_ids``,
+    as soon as the lines before them have come; a process that fails raises its error here,
+    and the others are stopped.
 
     After the iteration, ``ready_s`` says how long the engines took to start and
     ``deciding_s`` how long the deciding took (from the moment all were ready).
@@ -73,8 +77,12 @@ class ProcessBatch:
         self.open_engine, self.render, self.prepare = open_engine, render, prepare
         self.objective_id, self.as_of, self.chunk = objective_id, as_of, chunk
         self.parts: list[list[str]] = [[] for _ in range(processes)]
+        #: the process of each listed customer, in the order of the list
+        self.owners: bytearray | list[int] = bytearray() if processes < 256 else []
         for cid in customer_ids:
-            self.parts[process_of(cid, processes)].append(cid)
+            k = process_of(cid, processes)
+            self.parts[k].append(cid)
+            self.owners.append(k)
         self.ready_s: float | None = None
         self.deciding_s: float | None = None
 
@@ -121,10 +129,18 @@ class ProcessBatch:
     def _collect(self, workers: list[Any], answers: Any, begun: float) -> Iterator[list[str]]:
         ready, ended, ready_at = 0, 0, begun
         broken: BaseException | None = None  # a process stopped by another's failure
+        waiting: list[deque[str]] = [deque() for _ in workers]  # each process's lines not out
+        owners, at = self.owners, 0  # ``at``: the position in the list of the next line out
         while ended < len(workers):
-            kind, _, payload = _next(answers, workers)
+            kind, k, payload = _next(answers, workers)
             if kind == "lines":
-                yield payload
+                waiting[k].extend(payload)
+                out: list[str] = []
+                while at < len(owners) and waiting[owners[at]]:
+                    out.append(waiting[owners[at]].popleft())
+                    at += 1
+                if out:
+                    yield out
             elif kind == "ready":
                 ready += 1
                 if ready == len(workers):
@@ -139,6 +155,10 @@ class ProcessBatch:
                     broken = err  # the failure that broke the start line comes too
         if broken is not None:
             raise RuntimeError("a batch process stopped before deciding") from broken
+        if at < len(owners) or any(waiting):
+            raise RuntimeError(
+                f"the batch processes' lines do not match the list ({at} of {len(owners)} out)"
+            )
         self.deciding_s = time.perf_counter() - ready_at
 
     def _work(self, k: int, ids: list[str], start_line: Any, answers: Any) -> None:

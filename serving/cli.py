@@ -282,8 +282,7 @@ def decide(
     workers: Annotated[
         int,
         typer.Option(
-            help="processes to split the batch across (one per core; lines then come "
-            "grouped by process)"
+            help="processes to split the batch across (one per core; pays on large lists)"
         ),
     ] = 1,
     data_dir: DataDir = None,

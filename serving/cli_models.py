@@ -184,7 +184,7 @@ def run_decide(
     """``decisioning decide``: a batch of decisions written as JSON lines, each one logged.
 
     With ``workers`` above 1 the batch is split across as many processes
-    (:mod:`serving.batch_processes`), and the lines come grouped by process.
+    (:mod:`serving.batch_processes`); the lines keep the order of the list.
     """
     from serving.service import build_engine
 

@@ -77,9 +77,8 @@ def test_decide_writes_and_logs_a_decision_per_listed_customer(tmp_path, workers
     )  # fmt: skip
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert count == len(rows) == 32
-    assert sorted(r["customer_id"] for r in rows) == sorted(
-        [f"c{i}" for i in range(30)] + ["c4", "unknown"]
-    )
+    # in the file's order, whatever the number of processes
+    assert [r["customer_id"] for r in rows] == [f"c{i}" for i in range(30)] + ["c4", "unknown"]
     assert all(r["fallback"] for r in rows)  # no champion trained yet: the rule-based policy
     with open_store(settings.resolved_database_url) as store:
         logged = {d.decision.decision_id for d in store.iter_decisions()}
