@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.schema import CreateTable
 
 from decisioning.actions import Action
 from decisioning.decision import Decision
@@ -17,14 +18,16 @@ from decisioning.errors import Conflict, InvalidInput, NotFound
 from decisioning.store.engine import StoreBase, chunks, dumps
 from decisioning.store.ingest import stored_time
 from decisioning.store.log_document import (
+    actions_of,
     alternatives_of,
     blocked_of,
     eligible_of,
     finite,
     log_document,
+    space_key,
 )
 from decisioning.store.log_writer import DecisionLogWriter
-from decisioning.store.schema import DECISION_STATUSES, contacts, decisions
+from decisioning.store.schema import DECISION_STATUSES, action_spaces, contacts, decisions
 
 Moment = datetime | float
 #: a scheduled send: the decision's id and its send time (epoch seconds)
@@ -191,9 +194,9 @@ _TIME_POSITIONS = tuple(
 _DOC_POSITION = _LOGGED_FIELDS.index("doc")
 
 
-def _logged(row: Any) -> LoggedDecision:
+def _logged(row: Any, space: Callable[[str], tuple[str, ...]]) -> LoggedDecision:
     doc = row.doc
-    actions = tuple(doc["actions"])
+    actions = actions_of(doc, space)
     decision = Decision(
         decision_id=row.decision_id,
         customer_id=row.customer_id,
@@ -298,6 +301,8 @@ class DecisionsMixin(StoreBase):
         deferred decision is never missed nor lost. Its scheduled send counts at once.
         """
         now = datetime.now(UTC)
+        batch = batch if isinstance(batch, list | tuple) else list(batch)
+        self._keep_spaces(batch)  # before the rows that name them
         rows: list[dict[str, Any]]
         if defer and self.dialect == "sqlite":
             # encoded here: the writer thread (or the insert process) then barely runs Python
@@ -320,6 +325,42 @@ class DecisionsMixin(StoreBase):
                     cache.update(row["customer_id"], partial(_with_send, item))
         return inserted
 
+    def _keep_spaces(self, batch: Sequence[Decision]) -> None:
+        """Store the action spaces of ``batch`` not kept yet (a log row names its space).
+
+        Each space is written once per store object (and once in the database: a space kept
+        by another process is left as it is), committed before any row that names it.
+        """
+        kept: dict[str, tuple[str, ...]] = self.__dict__.setdefault("_spaces", {})
+        new: dict[str, tuple[str, ...]] = {}
+        for decision in batch:
+            key = space_key(decision.actions)
+            if key not in kept:
+                new[key] = tuple(decision.actions)
+        if not new:
+            return
+        rows = [{"space_id": key, "actions": list(actions)} for key, actions in new.items()]
+        with self._write() as conn:
+            if not self.__dict__.get("_spaces_table"):  # a database made before spaces were kept
+                conn.execute(CreateTable(action_spaces, if_not_exists=True))
+            self._insert_new(conn, action_spaces, rows)
+        self.__dict__["_spaces_table"] = True
+        kept.update(new)
+
+    def action_space(self, key: str) -> tuple[str, ...]:
+        """The action keys of the space kept under ``key`` (:func:`space_key`)."""
+        kept: dict[str, tuple[str, ...]] = self.__dict__.setdefault("_spaces", {})
+        actions = kept.get(key)
+        if actions is None:
+            with self._read() as conn:
+                stored = conn.execute(
+                    sa.select(action_spaces.c.actions).where(action_spaces.c.space_id == key)
+                ).scalar_one_or_none()
+            if stored is None:
+                raise NotFound(f"action space {key!r} not found (a decision-log row names it)")
+            actions = kept[key] = tuple(stored)
+        return actions
+
     def get_decision(self, decision_id: str) -> LoggedDecision:
         """The logged decision with this id."""
         self.flush_decisions()
@@ -329,7 +370,7 @@ class DecisionsMixin(StoreBase):
             ).first()
         if row is None:
             raise NotFound(f"decision {decision_id!r} not found")
-        return _logged(row)
+        return _logged(row, self.action_space)
 
     def update_decision_status(
         self, decision_id: str, status: str, *, at: Moment | None = None
@@ -411,7 +452,7 @@ class DecisionsMixin(StoreBase):
             with self._read() as conn:
                 rows = conn.execute(stmt).all()
             for row in rows:
-                yield _logged(row)
+                yield _logged(row, self.action_space)
             if len(rows) < page:
                 return
             after = (rows[-1].decided_at, rows[-1].decision_id)
@@ -492,7 +533,7 @@ class DecisionsMixin(StoreBase):
             .limit(limit)
         )
         with self._read() as conn:
-            return [_logged(row) for row in conn.execute(stmt)]
+            return [_logged(row, self.action_space) for row in conn.execute(stmt)]
 
     def decision_counts(
         self,

@@ -166,6 +166,14 @@ decisions = sa.Table(
     sa.Index("ix_decisions_status_send", "status", "send_at"),
 )
 
+#: the action spaces decisions were taken over, each kept once: a log row names its own by key
+action_spaces = sa.Table(
+    "action_spaces",
+    metadata,
+    sa.Column("space_id", sa.String, primary_key=True),
+    sa.Column("actions", _json(), nullable=False),
+)
+
 #: money spent per objective and budget period (e.g. ``2024-05`` or ``2024-05-01``)
 budgets = sa.Table(
     "budgets",

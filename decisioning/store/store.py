@@ -100,6 +100,8 @@ class Store(BulkMixin, ObjectivesMixin, DecisionsMixin, BudgetsMixin):
         self.flush_decisions()
         metadata.drop_all(self.engine)
         self.forget_hot()
+        for kept in ("_spaces", "_spaces_table"):  # the action spaces known to be stored
+            self.__dict__.pop(kept, None)
 
     def close(self) -> None:
         """Insert the queued decision-log rows, then close the store's connections."""

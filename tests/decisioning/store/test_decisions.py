@@ -101,6 +101,48 @@ def test_the_log_document_keeps_each_reason_once(store: Store) -> None:
     assert [store.get_decision(d).decision for d in ("d2", "d3")] == [shared, other]
 
 
+def _spaces(store: Store) -> list[tuple[str, list[str]]]:
+    from decisioning.store.schema import action_spaces
+
+    with store.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.select(action_spaces))]  # type: ignore[misc]
+
+
+def test_the_action_space_is_kept_once_and_named_by_each_row(store_url: str) -> None:
+    from decisioning.store import open_store
+    from decisioning.store.log_document import space_key
+
+    other = ("none", "push@now")
+    with open_store(store_url) as first, open_store(store_url) as second:
+        first.log_decisions([decision("d1"), decision("d2")])
+        first.log_decisions([decision("d3"), replace(decision("d4"), actions=other,
+                             distribution=(1.0, 0.0), eligible=(True, False))])  # fmt: skip
+        second.log_decisions([decision("d5")], defer=True)  # kept by the first store: left
+        doc = _stored_doc(first, "d1")
+        assert "actions" not in doc and doc["space"] == space_key(ACTIONS)
+        assert sorted(_spaces(first)) == sorted(
+            [(space_key(ACTIONS), list(ACTIONS)), (space_key(other), list(other))]
+        )
+        # a store that never logged reads the spaces from the database
+        assert second.get_decision("d4").decision.actions == other
+        assert [second.get_decision(d).decision for d in ("d1", "d5")] == [
+            decision("d1"),
+            decision("d5"),
+        ]
+    assert space_key(list(ACTIONS)) == space_key(ACTIONS) != space_key(ACTIONS[::-1])
+
+
+def test_a_database_made_before_action_spaces_were_kept_gets_their_table(store: Store) -> None:
+    from decisioning.store.schema import action_spaces
+
+    action_spaces.drop(store.engine)
+    store.log_decisions([decision("d1")], defer=True)
+    assert store.get_decision("d1").decision == decision("d1")
+    assert len(_spaces(store)) == 1
+    with pytest.raises(NotFound, match="action space '0123456789abcdef' not found"):
+        store.action_space("0123456789abcdef")
+
+
 def test_a_row_logged_in_the_earlier_document_form_reads_back(store: Store) -> None:
     from decisioning.store.decisions import _row
     from decisioning.store.log_document import finite
