@@ -331,7 +331,7 @@ class DecisionsMixin(StoreBase):
         Each space is written once per store object (and once in the database: a space kept
         by another process is left as it is), committed before any row that names it.
         """
-        kept: dict[str, tuple[str, ...]] = self.__dict__.setdefault("_spaces", {})
+        kept = self._kept_spaces()
         new: dict[str, tuple[str, ...]] = {}
         for decision in batch:
             key = space_key(decision.actions)
@@ -341,15 +341,19 @@ class DecisionsMixin(StoreBase):
             return
         rows = [{"space_id": key, "actions": list(actions)} for key, actions in new.items()]
         with self._write() as conn:
-            if not self.__dict__.get("_spaces_table"):  # a database made before spaces were kept
+            if not kept:  # this store's first: the database may predate the table
                 conn.execute(CreateTable(action_spaces, if_not_exists=True))
             self._insert_new(conn, action_spaces, rows)
-        self.__dict__["_spaces_table"] = True
         kept.update(new)
+
+    def _kept_spaces(self) -> dict[str, tuple[str, ...]]:
+        """The action spaces known to be in the database, by key (written or read here)."""
+        kept: dict[str, tuple[str, ...]] = self.__dict__.setdefault("_spaces", {})
+        return kept
 
     def action_space(self, key: str) -> tuple[str, ...]:
         """The action keys of the space kept under ``key`` (:func:`space_key`)."""
-        kept: dict[str, tuple[str, ...]] = self.__dict__.setdefault("_spaces", {})
+        kept = self._kept_spaces()
         actions = kept.get(key)
         if actions is None:
             with self._read() as conn:

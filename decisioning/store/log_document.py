@@ -10,7 +10,7 @@ blocks every contact, so the blocked actions are most of the document. It is kep
   document);
 * ``"reasons"`` lists each distinct ``[rule, reason]`` once (a channel's slots share theirs);
 * ``"blocked"`` lists ``[action, reason]`` pairs in the decision's order: the action's index in
-  ``"actions"`` (its key if it is not there) and the index in ``"reasons"``;
+  the action space (its key if it is not there) and the index in ``"reasons"``;
 * ``"eligible"`` is a string of ``0`` and ``1``, one per action.
 
 A typical document of 31 actions went from 4.5 KB to 1.4 KB with the compact blocked list and

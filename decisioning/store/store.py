@@ -100,8 +100,7 @@ class Store(BulkMixin, ObjectivesMixin, DecisionsMixin, BudgetsMixin):
         self.flush_decisions()
         metadata.drop_all(self.engine)
         self.forget_hot()
-        for kept in ("_spaces", "_spaces_table"):  # the action spaces known to be stored
-            self.__dict__.pop(kept, None)
+        self.__dict__.pop("_spaces", None)  # the action spaces known to be stored
 
     def close(self) -> None:
         """Insert the queued decision-log rows, then close the store's connections."""
