@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
-from decisioning.actions import Action, Slot
+from decisioning.actions import Action, Slot, zone
 from decisioning.decision import ActionValue, BlockedAction
 from decisioning.identity_cache import IdentityCache
 
@@ -45,6 +46,11 @@ def describe_action(action: Action) -> str:
     return f"send {_CHANNEL_WORDS[action.channel.value]} {_SLOT_WORDS[action.slot]}"
 
 
+def local_time(timezone: str, ts: float) -> str:
+    """``Sat 28 Nov 10:00 America/New_York``: a send time as the customer's clock reads it."""
+    return datetime.fromtimestamp(ts, zone(timezone)).strftime(f"%a %d %b %H:%M {timezone}")
+
+
 def explain(
     *,
     action: Action,
@@ -56,14 +62,22 @@ def explain(
     holdout: bool = False,
     fallback: bool = False,
     n_actions: int = 0,
+    sends_at: str | None = None,
 ) -> str:
-    """One or two sentences: what was decided, why, and what the contact policy ruled out."""
+    """One or two sentences: what was decided, why, and what the contact policy ruled out.
+
+    ``sends_at`` is a contact's send time in the customer's own time (:func:`local_time`): a
+    slot such as "tomorrow morning" is the customer's morning, which the UTC time an
+    orchestrator receives does not show.
+    """
     goal = f" for {objective_name}" if objective_name else ""
     if holdout:
         return (
             f"Do nothing{goal}: this customer is in the objective's holdout, kept to measure lift."
         )
     what = describe_action(action)
+    if sends_at is not None and not action.is_nothing:
+        what += f" ({sends_at})"
     parts = [what[0].upper() + what[1:] + goal]
     if fallback:
         parts.append("(rule-based fallback: no trained model yet)")

@@ -153,7 +153,7 @@ def _serve_and_ask(settings: Settings, history: Any, console: Console) -> None:
 def _decision_panel(d: dict[str, Any]) -> Panel:
     head = (
         f"[bold]{d['action']['key']}[/]"
-        + (f" at {d['send_at'][:16]}" if d.get("send_at") else "")
+        + (f" at {d['send_at'][:16].replace('T', ' ')} UTC" if d.get("send_at") else "")
         + f"  p={d['propensity']:.2f}  model={d['model_version']}"
         + ("  [yellow]holdout[/]" if d.get("holdout") else "")
     )

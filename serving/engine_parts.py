@@ -21,7 +21,7 @@ import numpy as np
 from decisioning.actions import DO_NOTHING
 from decisioning.customer_view import CustomerState
 from decisioning.decision import ActionValue, BlockedAction, Decision
-from decisioning.explanation import explain
+from decisioning.explanation import explain, local_time
 from decisioning.objectives import Objective
 from decisioning.policy import DecisionContext, ServedPolicy, draw
 from training.online import FEATURES_KEY, decision_features
@@ -128,6 +128,7 @@ def finish_decision(
             holdout=prep.holdout,
             fallback=served.fallback,
             n_actions=len(actions),
+            sends_at=None if send_ts is None else local_time(prep.state.timezone, send_ts),
         ),
         context={
             "request": prep.request,

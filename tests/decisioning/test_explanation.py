@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decisioning.actions import DO_NOTHING, Action
 from decisioning.decision import ActionValue, BlockedAction
-from decisioning.explanation import explain
+from decisioning.explanation import explain, local_time
 
 
 def records(*rules: str) -> tuple[BlockedAction, ...]:
@@ -24,6 +24,28 @@ def test_a_contact_is_explained_by_its_value_against_doing_nothing() -> None:
         "Send an e-mail this evening for Premium upsell; expected net value +1.25 vs +0.50 for "
         "doing nothing."
     )
+
+
+def test_a_contact_says_when_it_sends_on_the_customers_clock() -> None:
+    ts = 1_764_342_000.0  # 2025-11-28 15:00 UTC
+    assert local_time("America/New_York", ts) == "Fri 28 Nov 10:00 America/New_York"
+    assert local_time("Europe/Paris", ts) == "Fri 28 Nov 16:00 Europe/Paris"
+    text = explain(
+        action=Action.from_key("email@weekend_morning"),
+        objective_name="Premium upsell",
+        expected_value=1.7,
+        nothing_value=1.5,
+        sends_at=local_time("America/New_York", ts + 86_400),
+    )
+    assert text == (
+        "Send an e-mail on the weekend morning (Sat 29 Nov 10:00 America/New_York) for Premium "
+        "upsell; expected net value +1.70 vs +1.50 for doing nothing."
+    )
+    # doing nothing sends nothing: no time to tell
+    assert "(" not in explain(
+        action=DO_NOTHING, objective_name=None, expected_value=0.0, nothing_value=0.0,
+        sends_at="Sat 29 Nov 10:00 UTC",
+    )  # fmt: skip
 
 
 def test_doing_nothing_names_the_best_alternative_or_the_blocking_rules() -> None:
