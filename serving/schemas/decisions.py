@@ -98,7 +98,10 @@ class DecisionPublic(ResponseModel):
     customer_id: str
     decided_at: datetime
     action: ActionPublic
-    send_at: datetime | None = Field(description="when to send (after quiet hours); null: nothing")
+    send_at: datetime | None = Field(
+        description="when to send, in UTC (after quiet hours; the explanation gives it on the "
+        "customer's clock); null: nothing to send"
+    )
     objective: str | None = Field(description="the objective that decided; null: none applied")
     objective_version: int | None
     propensity: float = Field(description="probability the policy gave the chosen action")
