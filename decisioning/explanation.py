@@ -48,7 +48,7 @@ def describe_action(action: Action) -> str:
 
 def local_time(timezone: str, ts: float) -> str:
     """``Sat 28 Nov 10:00 America/New_York``: a send time as the customer's clock reads it."""
-    return datetime.fromtimestamp(ts, zone(timezone)).strftime(f"%a %d %b %H:%M {timezone}")
+    return f"{datetime.fromtimestamp(ts, zone(timezone)):%a %d %b %H:%M} {timezone}"
 
 
 def explain(
