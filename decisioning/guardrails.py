@@ -139,6 +139,7 @@ class ContactPolicy:
         self._starts = IdentityCache[float](limit=1024)  # a schedule's first send time
         self._all_channels = frozenset(c.value for c in Channel if c is not Channel.NONE)
         self._paid_live = _PAID if s.waterfall_hours is not None else frozenset()
+        self._waterfall_hours = s.waterfall_hours or 0.0
         # the same verdicts recur across customers (no consent, an open ticket, ...): their
         # BlockedAction records are made once and shared (they are immutable)
         self._blocked: dict[tuple[str, Verdict], BlockedAction] = {}
@@ -200,7 +201,8 @@ class ContactPolicy:
                 shut.extend(layout.indices[ch])
                 blocked.extend(self._blocked_channel(layout, ch, contacts, verdict))
                 continue
-            asked = ch in live  # its send-time rules may block
+            asked = ch in live  # its caps or complaint rule may block
+            waits = not asked and ch in self._paid_live  # the waterfall alone may block
             for i, slot, key in contacts:
                 at, quiet = schedule[slot]
                 if quiet is not None:
@@ -211,11 +213,15 @@ class ContactPolicy:
                         verdict = by_time.get(at, _UNSEEN)
                         if verdict is _UNSEEN:
                             verdict = by_time[at] = self._time_rule(facts, at)
-                    if verdict is None and asked:
+                    if verdict is None and (asked or waits):
                         pair = (ch, at)
                         verdict = by_pair.get(pair, _UNSEEN)
                         if verdict is _UNSEEN:
-                            verdict = by_pair[pair] = self._channel_time_rule(facts, ch, at)
+                            verdict = by_pair[pair] = (
+                                self._channel_time_rule(facts, ch, at)
+                                if asked
+                                else waterfall(facts, at, self._waterfall_hours)
+                            )
                     if verdict is None and remaining_budget is not None:
                         verdict = budget(cost_list[i], remaining_budget)
                 if verdict is not None:
@@ -357,15 +363,16 @@ class ContactPolicy:
         return False
 
     def _live_channels(self, f: Facts, start: float) -> frozenset[str] | set[str]:
-        """The channels whose send-time rules may block a send time from ``start`` on.
+        """The channels whose caps or complaint rule may block a send time from ``start`` on.
 
         A cap is out of reach when fewer contacts than it are later than ``start`` minus its
         window (every window it counts ends at a send time or after); a complaint when it is
-        older than its days at ``start``. The waterfall is always asked of paid media.
+        older than its days at ``start``. The waterfall, which most customers' paid media
+        meet, is asked of paid media anyway (alone, when their other rules are out of reach).
         """
         if any(may_reach(f.everything, start, window, cap) for window, _, cap in self._caps):
             return self._all_channels
-        live = set(self._paid_live)
+        live: set[str] = set()
         last, days = f.state.last_complaint, self.settings.complaint_days
         if last is not None and start - last < days * DAY:
             live.update(_PAID)
