@@ -367,8 +367,8 @@ class ContactPolicy:
 
         A cap is out of reach when fewer contacts than it are later than ``start`` minus its
         window (every window it counts ends at a send time or after); a complaint when it is
-        older than its days at ``start``. The waterfall, which most customers' paid media
-        meet, is asked of paid media anyway (alone, when their other rules are out of reach).
+        older than its days at ``start``. Paid media are asked the waterfall either way: alone
+        when they are not among these channels.
         """
         if any(may_reach(f.everything, start, window, cap) for window, _, cap in self._caps):
             return self._all_channels
