@@ -139,7 +139,6 @@ class ContactPolicy:
         self._starts = IdentityCache[float](limit=1024)  # a schedule's first send time
         self._all_channels = frozenset(c.value for c in Channel if c is not Channel.NONE)
         self._paid_live = _PAID if s.waterfall_hours is not None else frozenset()
-        self._waterfall_hours = s.waterfall_hours or 0.0
         # the same verdicts recur across customers (no consent, an open ticket, ...): their
         # BlockedAction records are made once and shared (they are immutable)
         self._blocked: dict[tuple[str, Verdict], BlockedAction] = {}
@@ -220,7 +219,7 @@ class ContactPolicy:
                             verdict = by_pair[pair] = (
                                 self._channel_time_rule(facts, ch, at)
                                 if asked
-                                else waterfall(facts, at, self._waterfall_hours)
+                                else self._waterfall(facts, ch, at)
                             )
                     if verdict is None and remaining_budget is not None:
                         verdict = budget(cost_list[i], remaining_budget)
@@ -391,10 +390,13 @@ class ContactPolicy:
             if at not in f.across:  # the same for every channel: once per send time
                 f.across[at] = self._contact_cap(f, at)
             verdict = f.across[at]
+        return verdict or self._waterfall(f, ch, at)
+
+    def _waterfall(self, f: Facts, ch: str, at: float) -> Verdict:
         hours = self.settings.waterfall_hours
-        if verdict is None and ch in _PAID and hours is not None:
-            verdict = waterfall(f, at, hours)
-        return verdict
+        if ch in _PAID and hours is not None:
+            return waterfall(f, at, hours)
+        return None
 
     def _purchase_cooldown(self, f: Facts, at: float) -> Verdict:
         last, hours = f.state.last_purchase, self.settings.purchase_cooldown_hours
