@@ -173,6 +173,14 @@ def _http(r: dict[str, Any]) -> list[Figure]:
     p99, ratio = _get(r, "service", "fixed", "p99_ms"), r.get("max_throughput_ratio")
     unanswered = _get(r, "service", "fixed", "unanswered") or 0
     met_p99 = (p99 <= 15.0) if p99 is not None else (False if unanswered else None)
+    batches = []
+    for name, b in (r.get("batches") or {}).items():
+        what = "segment" if name == "segment" else "list"
+        batches += [
+            Figure("http", f"batch over HTTP ({what})", _get(b, "http", "per_s"), "customers/s",
+                   ">= 20,000/s", None if b.get("http") is None else b["http"]["per_s"] >= 20_000),
+            Figure("http", f"batch over HTTP vs in process ({what})", b.get("ratio"), "ratio"),
+        ]  # fmt: skip
     return [
         Figure("http", f"service p50 at {r.get('rate')} req/s",
                _get(r, "service", "fixed", "p50_ms"), "ms"),
@@ -184,6 +192,7 @@ def _http(r: dict[str, Any]) -> list[Figure]:
         Figure("http", "bare FastAPI max throughput", _get(r, "bare", "max", "rps"), "req/s"),
         Figure("http", "service / bare throughput", ratio, "ratio", ">= 0.5",
                None if ratio is None else ratio >= 0.5),
+        *batches,
     ]  # fmt: skip
 
 

@@ -16,6 +16,11 @@ Each gets the same load, from 127.0.0.1 only, bounded in count and time:
 The ratio of the service's to the bare app's maximum throughput is measured in the same run, on
 the median rounds (each round's ratio is reported too).
 
+Then batches: ``POST /v1/decisions/batch`` for a list of ``--batch-customers`` customers and for
+the objective's whole segment, read as a client reads the stream, against the same batches
+decided in the benchmark's own process by the service's engine (``decide_many``, no HTTP), each
+on its own copy of the store taken before any decision: customers per second, and the ratio.
+
     python -m experiments.bench_http --json data/bench/http.json
 """
 
@@ -45,6 +50,7 @@ from experiments.bench import machine_info
 
 KEY = "bench-orchestrator-key"
 PATH = "/v1/decisions"
+OBJECTIVE = "premium_upsell"
 TARGET_P99_MS, TARGET_RATIO = 15.0, 0.5
 TIMEOUT_S = 10.0  # longest wait for one response
 
@@ -313,6 +319,73 @@ def alternate_max(
     return out
 
 
+# -- batches -----------------------------------------------------------------------------------
+
+
+def stream_batch(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    """``POST /v1/decisions/batch`` read to its end: lines, seconds, customers per second."""
+    start = time.perf_counter()
+    lines, first = 0, None
+    headers = {"X-API-Key": KEY}
+    with httpx.stream("POST", f"{url}/v1/decisions/batch", json=body, headers=headers,
+                      timeout=600) as response:  # fmt: skip
+        if response.status_code != 200:
+            raise RuntimeError(f"batch answered {response.status_code}: {response.read()!r}")
+        for piece in response.iter_raw():
+            lines += piece.count(b"\n")
+            if first is None:
+                first = time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    return {"customers": lines, "seconds": seconds, "per_s": lines / seconds,
+            "first_line_ms": None if first is None else first * 1e3}  # fmt: skip
+
+
+def local_batch(database: Path, env: dict[str, str], ids: list[str] | None,
+                moment: datetime) -> dict[str, Any]:  # fmt: skip
+    """The same batch decided by the service's engine in this process (no HTTP)."""
+    from decisioning.settings import Settings
+    from serving.service import build_engine
+
+    settings = Settings(data_dir=Path(env["DECISIONING_DATA_DIR"]), seed=int(env["DECISIONING_SEED"]),
+                        database_url=f"sqlite:///{database}")  # fmt: skip
+    engine = build_engine(settings)
+    try:
+        start = time.perf_counter()
+        if ids is None:
+            asked = engine.segment_members(OBJECTIVE, as_of=moment)
+            made = engine.decide_many(asked, objective_id=OBJECTIVE, as_of=moment)
+        else:
+            made = engine.decide_many(ids, as_of=moment)
+        count = sum(1 for _ in made)
+        seconds = time.perf_counter() - start
+    finally:
+        engine.close()
+        engine.store.close()
+    return {"customers": count, "seconds": seconds, "per_s": count / seconds}
+
+
+def measure_batches(
+    data_dir: Path, env: dict[str, str], ids: list[str], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Each batch over HTTP and in process, each run on a fresh copy of the store."""
+    pristine = data_dir / "decisioning.db"
+    moment = datetime.now(UTC).replace(microsecond=0)
+    asks: dict[str, list[str] | None] = {"list": ids[: args.batch_customers], "segment": None}
+    out: dict[str, Any] = {}
+    for name, listed in asks.items():
+        copies = {way: data_dir / f"batch-{name}-{way}.db" for way in ("http", "local")}
+        for copy in copies.values():
+            shutil.copyfile(pristine, copy)
+        body: dict[str, Any] = {"as_of": moment.isoformat()}
+        body.update({"objective": OBJECTIVE} if listed is None else {"customer_ids": listed})
+        served_env = {**env, "DECISIONING_DATABASE_URL": f"sqlite:///{copies['http']}"}
+        with Server("service", served_env) as server:
+            http = stream_batch(server.url, body)
+        local = local_batch(copies["local"], env, listed, moment)
+        out[name] = {"http": http, "in_process": local, "ratio": http["per_s"] / local["per_s"]}
+    return out
+
+
 # -- the world the service serves -------------------------------------------------------------
 
 
@@ -331,7 +404,7 @@ def prepare(data_dir: Path, customers: int, days: int, champion: bool, seed: int
     frames = {"customers": history.customers, "contacts": history.contacts,
               "events": history.events}  # fmt: skip
     store.ingest_history(History.from_frames(**frames))
-    objective = example_objective("premium_upsell").activate()
+    objective = example_objective(OBJECTIVE).activate()
     store.save_objective(objective.model_dump(mode="json"))
     store.close()
     if champion:
@@ -377,6 +450,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 results[kind] = measure(servers[kind], bodies, args)
             for kind, most in alternate_max(servers, bodies, args).items():
                 results[kind]["max"] = most
+        # batches after the single calls' servers stopped, each on a fresh copy of the store
+        batches = measure_batches(data_dir, env, ids, args) if args.batch_customers else None
     service_max, bare_max = results["service"]["max"]["rps"], results["bare"]["max"]["rps"]
     per_round = [
         s / b
@@ -399,6 +474,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         **results,
         "max_throughput_ratio": service_max / bare_max if bare_max else None,
         "max_throughput_ratio_rounds": per_round,
+        "batches": batches,
         "targets": {"p99_ms_at_rate": TARGET_P99_MS, "max_throughput_ratio": TARGET_RATIO},
         "machine": machine_info(),
     }
@@ -432,6 +508,14 @@ def print_table(r: dict[str, Any]) -> None:
         f"(target <= {TARGET_P99_MS} ms); load average {r['machine']['load_average_1m']} on "
         f"{r['machine']['cores']} cores, client and server sharing them"
     )
+    for name, b in (r.get("batches") or {}).items():
+        what = "the objective's segment" if name == "segment" else "a list"
+        http, local = b["http"], b["in_process"]
+        print(
+            f"batch for {what}: {http['customers']:,} customers over HTTP at {http['per_s']:,.0f}/s "
+            f"(first line after {ms(http['first_line_ms'])} ms), in process at "
+            f"{local['per_s']:,.0f}/s: HTTP / in process {b['ratio']:.3f}"
+        )
     warm = r["service"].get("warmup")
     if warm:
         print(
@@ -459,6 +543,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser.add_argument(
         "--no-wrk", action="store_true", help="use the Python client even if wrk is"
     )
+    parser.add_argument(
+        "--batch-customers", type=int, default=10_000,
+        help="customers listed in the batch measured (the service's batch_limit); 0: no batches",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="small and short, for a smoke run")
     parser.add_argument("--json", type=Path, default=Path("data/bench/http.json"))
@@ -471,7 +559,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     if args.quick:  # small and short defaults; values given explicitly are kept
         quick = {"customers": 500, "days": 7, "champion": False, "rate": 100.0, "seconds": 3.0,
                  "warmup_seconds": 1.0,
-                 "max_seconds": 3.0, "rounds": 1}  # fmt: skip
+                 "max_seconds": 3.0, "rounds": 1, "batch_customers": 200}  # fmt: skip
         for name, value in quick.items():
             if getattr(args, name) == parser.get_default(name):
                 setattr(args, name, value)

@@ -210,8 +210,9 @@ def run_decide(
     engine = build_engine(settings)
     try:
         engine.objective(objective_id)  # unknown objective: a clear error before any work
-        decisions = engine.decide_many(ids, objective_id=objective_id, as_of=at)
-        return _write_lines(([decision_line(d)] for d in decisions), out, len(ids), console)
+        chunks = engine.decide_chunks(ids, objective_id=objective_id, as_of=at)
+        return _write_lines(([decision_line(d) for d in part] for part in chunks), out, len(ids),
+                            console)  # fmt: skip
     finally:
         engine.close()  # the budget leased and not spent goes back
         engine.store.close()

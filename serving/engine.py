@@ -180,10 +180,28 @@ class DecisionEngine:
         listed again is decided again, after the chunk of its previous decision was logged, as
         a second call of :meth:`decide` is: it sees that decision's contact (one voice, caps).
         """
+        for part in self.decide_chunks(
+            customer_ids, objective_id=objective_id, request=request, as_of=as_of, chunk=chunk,
+            log=log,
+        ):  # fmt: skip
+            yield from part
+
+    def decide_chunks(
+        self,
+        customer_ids: Iterable[str],
+        *,
+        objective_id: str | None = None,
+        request: Mapping[str, Any] | None = None,
+        as_of: datetime | None = None,
+        chunk: int = 500,
+        log: bool = True,
+    ) -> Iterator[list[Decision]]:
+        """:meth:`decide_many`'s decisions a chunk at a time, each list logged before it comes
+        (for a caller that writes a chunk's answers at once, as the API's batch stream does)."""
         if chunk < 1:
             raise InvalidInput(f"chunk: must be at least 1, got {chunk}")
         for part in _chunks(customer_ids, chunk):
-            yield from self._decide_logged(
+            yield self._decide_logged(
                 part, [request] * len(part), objective_id=objective_id, as_of=as_of, log=log
             )
 

@@ -7,6 +7,7 @@ rather than raw path, so ids do not explode the label space.
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Iterable
 
@@ -66,13 +67,23 @@ class Metrics:
 
     def record(self, decisions: Iterable[Decision]) -> None:
         """Count served decisions."""
+        made: collections.Counter[tuple[str, str]] = collections.Counter()
+        fallbacks: collections.Counter[str] = collections.Counter()
+        holdouts: collections.Counter[str] = collections.Counter()
         for decision in decisions:
             objective = decision.objective_id or "none"
-            self.decisions.labels(objective, decision.action.key).inc()
+            made[objective, decision.action.key] += 1
             if decision.fallback:
-                self.fallbacks.labels(objective).inc()
+                fallbacks[objective] += 1
             if decision.holdout:
-                self.holdouts.labels(objective).inc()
+                holdouts[objective] += 1
+        # one increment per label set: a batch's chunk holds a few of them
+        for (objective, action), count in made.items():
+            self.decisions.labels(objective, action).inc(count)
+        for objective, count in fallbacks.items():
+            self.fallbacks.labels(objective).inc(count)
+        for objective, count in holdouts.items():
+            self.holdouts.labels(objective).inc(count)
 
     def served(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one HTTP request by route template and status, and time it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -119,6 +120,11 @@ def test_batch_streams_one_line_per_customer_and_logs_all(
     for decision in lines:
         assert api.logged(decision["decision_id"])["customer_id"] == decision["customer_id"]
     assert len(list(store.iter_decisions("upsell"))) == 4
+    counted = re.findall(
+        r'decisioning_decisions_total\{action="[^"]+",objective="upsell"\} (\d+)\.0',
+        client.get("/metrics").text,
+    )
+    assert sum(map(int, counted)) == 4  # the batch's decisions, counted once each
 
 
 def test_batch_over_a_segment(client: TestClient, api: Api) -> None:

@@ -142,6 +142,16 @@ def test_batch_is_the_same_logic_and_logs_everything(engine):
     assert len(ids_given) == 44 and all(re.fullmatch("[0-9a-f]{32}", i) for i in ids_given)
 
 
+def test_decide_chunks_gives_each_chunk_logged_in_the_order_of_the_list(engine):
+    ids = [f"c{i}" for i in range(11)]
+    seen, logged_before = [], []
+    for part in engine.decide_chunks(ids, objective_id="premium_upsell", as_of=NOW, chunk=4):
+        logged_before.append(len(list(engine.store.iter_decisions("premium_upsell"))))
+        seen.append([d.customer_id for d in part])
+    assert seen == [ids[0:4], ids[4:8], ids[8:11]]
+    assert logged_before == [4, 8, 11]  # a chunk comes once its decisions are logged
+
+
 def test_a_customer_listed_again_in_a_batch_is_decided_as_a_second_call(engine, tmp_path):
     """A batch that lists a customer twice gives what two calls in a row give: the second
     decision sees the first one's contact, instead of a second contact in the same chunk."""
