@@ -18,8 +18,8 @@ the median rounds (each round's ratio is reported too).
 
 Then batches: ``POST /v1/decisions/batch`` for a list of ``--batch-customers`` customers and for
 the objective's whole segment, read as a client reads the stream, against the same batches
-decided in the benchmark's own process by the service's engine (``decide_many``, no HTTP), each
-on its own copy of the store taken before any decision: customers per second, and the ratio.
+decided by the service's engine in a process of their own (``decide_many``, no HTTP), each on
+its own copy of the store taken before any decision: customers per second, and the ratio.
 
     python -m experiments.bench_http --json data/bench/http.json
 """
@@ -47,10 +47,13 @@ import httpx
 import numpy as np
 
 from experiments.bench import machine_info
+from experiments.closed_loop.setup import copy_database
 
 KEY = "bench-orchestrator-key"
 PATH = "/v1/decisions"
 OBJECTIVE = "premium_upsell"
+#: the store as prepared, before the single calls' decisions (the batches start from it)
+BATCH_PRISTINE = "batch-pristine.db"
 TARGET_P99_MS, TARGET_RATIO = 15.0, 0.5
 TIMEOUT_S = 10.0  # longest wait for one response
 
@@ -340,15 +343,19 @@ def stream_batch(url: str, body: dict[str, Any]) -> dict[str, Any]:
             "first_line_ms": None if first is None else first * 1e3}  # fmt: skip
 
 
-def local_batch(database: Path, env: dict[str, str], ids: list[str] | None,
-                moment: datetime) -> dict[str, Any]:  # fmt: skip
-    """The same batch decided by the service's engine in this process (no HTTP)."""
+def local_batch(ask: Path) -> None:
+    """The batch ``ask`` (a JSON file: ``ids``, or null for the segment, ``moment``, ``out``)
+    decided by the service's engine in this process, without HTTP; its figures go to ``out``.
+
+    Run in a fresh process (``--local-batch``), as the server is, on the settings of the
+    environment: the benchmark's own process holds the simulated history.
+    """
     from decisioning.settings import Settings
     from serving.service import build_engine
 
-    settings = Settings(data_dir=Path(env["DECISIONING_DATA_DIR"]), seed=int(env["DECISIONING_SEED"]),
-                        database_url=f"sqlite:///{database}")  # fmt: skip
-    engine = build_engine(settings)
+    spec = json.loads(ask.read_text())
+    ids, moment = spec["ids"], datetime.fromisoformat(spec["moment"])
+    engine = build_engine(Settings())
     try:
         start = time.perf_counter()
         if ids is None:
@@ -361,27 +368,38 @@ def local_batch(database: Path, env: dict[str, str], ids: list[str] | None,
     finally:
         engine.close()
         engine.store.close()
-    return {"customers": count, "seconds": seconds, "per_s": count / seconds}
+    result = {"customers": count, "seconds": seconds, "per_s": count / seconds}
+    Path(spec["out"]).write_text(json.dumps(result))
+
+
+def _local_batch(ask: dict[str, Any], env: dict[str, str], folder: Path) -> dict[str, Any]:
+    """:func:`local_batch` in a child process; its figures."""
+    ask_file, out = folder / "ask.json", folder / "local.json"
+    ask_file.write_text(json.dumps({**ask, "out": str(out)}))
+    args = [sys.executable, "-m", "experiments.bench_http", "--local-batch", str(ask_file)]
+    subprocess.run(args, env={**os.environ, **env}, check=True, timeout=1200)
+    return json.loads(out.read_text())  # type: ignore[no-any-return]
 
 
 def measure_batches(
     data_dir: Path, env: dict[str, str], ids: list[str], args: argparse.Namespace
 ) -> dict[str, Any]:
     """Each batch over HTTP and in process, each run on a fresh copy of the store."""
-    pristine = data_dir / "decisioning.db"
+    pristine = data_dir / BATCH_PRISTINE
     moment = datetime.now(UTC).replace(microsecond=0)
     asks: dict[str, list[str] | None] = {"list": ids[: args.batch_customers], "segment": None}
     out: dict[str, Any] = {}
     for name, listed in asks.items():
         copies = {way: data_dir / f"batch-{name}-{way}.db" for way in ("http", "local")}
         for copy in copies.values():
-            shutil.copyfile(pristine, copy)
+            copy_database(pristine, copy)
         body: dict[str, Any] = {"as_of": moment.isoformat()}
         body.update({"objective": OBJECTIVE} if listed is None else {"customer_ids": listed})
         served_env = {**env, "DECISIONING_DATABASE_URL": f"sqlite:///{copies['http']}"}
         with Server("service", served_env) as server:
             http = stream_batch(server.url, body)
-        local = local_batch(copies["local"], env, listed, moment)
+        local_env = {**env, "DECISIONING_DATABASE_URL": f"sqlite:///{copies['local']}"}
+        local = _local_batch({"ids": listed, "moment": moment.isoformat()}, local_env, data_dir)
         out[name] = {"http": http, "in_process": local, "ratio": http["per_s"] / local["per_s"]}
     return out
 
@@ -435,6 +453,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         start = time.perf_counter()
         ids = prepare(data_dir, args.customers, args.days, args.champion, args.seed)
         setup = time.perf_counter() - start
+        if args.batch_customers:  # the store before any decision, for the batches
+            copy_database(data_dir / "decisioning.db", data_dir / BATCH_PRISTINE)
         rng = np.random.default_rng(args.seed)
         bodies = [json.dumps({"customer_id": ids[i]}).encode()
                   for i in rng.integers(0, len(ids), 5000)]  # fmt: skip
@@ -552,9 +572,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser.add_argument("--json", type=Path, default=Path("data/bench/http.json"))
     parser.add_argument("--serve", choices=("service", "bare"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--local-batch", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         serve(args.serve, args.port)
+        return None
+    if args.local_batch:
+        local_batch(args.local_batch)
         return None
     if args.quick:  # small and short defaults; values given explicitly are kept
         quick = {"customers": 500, "days": 7, "champion": False, "rate": 100.0, "seconds": 3.0,
