@@ -167,16 +167,10 @@ class ProcessBatch:
             engine = self.open_engine()
             answers.put(("ready", k, None))
             start_line.wait()
-            lines: list[str] = []
-            for decision in engine.decide_many(
+            for part in engine.decide_chunks(
                 ids, objective_id=self.objective_id, as_of=self.as_of, chunk=self.chunk
             ):
-                lines.append(self.render(decision))
-                if len(lines) == self.chunk:
-                    answers.put(("lines", k, lines))
-                    lines = []
-            if lines:
-                answers.put(("lines", k, lines))
+                answers.put(("lines", k, [self.render(decision) for decision in part]))
             engine.close()  # the budget leased and not spent goes back
             engine.store.close()  # the queued decision log is inserted
             answers.put(("done", k, None))
